@@ -1,0 +1,194 @@
+"""The Python API that the CLI wraps: list_models, create, train, load, evaluate, sample_images."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from genzoo import runs
+from genzoo.config import build_config, config_to_dict
+from genzoo.data import check_dataset_name, load_dataset
+from genzoo.data.stream import BatchStream
+from genzoo.data.transforms import prepare_test
+from genzoo.errors import GenzooError
+from genzoo.models.base import GenerativeModel
+from genzoo.registry import models
+
+DEFAULT_EPOCHS = 10
+
+
+def list_models() -> list[str]:
+    return models.names()
+
+
+def create(name: str, image_shape: tuple[int, int, int] = (1, 28, 28), **settings: Any) -> GenerativeModel:
+    """A new model; ``settings`` are fields of the model's config (strings are parsed, as from ``--set``)."""
+    cls = models.get(name)
+    return cls(build_config(cls.Config, settings), tuple(image_shape))
+
+
+def load(run_dir: str | Path) -> GenerativeModel:
+    """A trained model from its run directory (JSON config + safetensors weights; nothing is unpickled)."""
+    path = Path(run_dir)
+    config = runs.read_run_config(path)
+    model = create(config["model"], tuple(config["image_shape"]), **config["settings"])
+    runs.load_weights(model, path / runs.WEIGHTS)
+    model.eval()
+    model.run_config = config
+    return model
+
+
+def _check_shape(model: GenerativeModel, image_shape: tuple[int, ...], data: str) -> None:
+    if tuple(image_shape) != tuple(model.image_shape):
+        raise GenzooError(f"{model.name} expects images of shape {model.image_shape}, {data} has {image_shape}")
+
+
+def evaluate(model: GenerativeModel, data: str | None = None) -> dict[str, Any]:
+    """The model's metrics on the test split of ``data`` (default: the data it was trained on)."""
+    data = data or getattr(model, "run_config", {}).get("data")
+    if data is None:
+        raise GenzooError("evaluate needs data= for a model that was not loaded from a run")
+    dataset = load_dataset(data)
+    _check_shape(model, dataset.image_shape, data)
+    model.eval()
+    x = prepare_test(dataset.test, model.input_kind, dataset.levels)
+    metrics = model.evaluate(x, dataset.test_labels, dataset.levels)
+    return {"data": data, "data_source": dataset.source, **metrics}
+
+
+def sample_images(model: GenerativeModel, n: int, levels: int = 256) -> Tensor:
+    """``n`` samples as floats in [0, 1], [n, C, H, W], for display."""
+    from genzoo.viz import to_unit_range
+
+    model.eval()
+    with torch.no_grad():
+        return to_unit_range(model.sample(n), model.input_kind, levels)
+
+
+@dataclass
+class Run:
+    path: Path
+    model: GenerativeModel
+    metrics: dict[str, Any]
+
+
+def train(
+    model: str,
+    data: str = "mnist",
+    *,
+    max_epochs: int | None = None,
+    max_steps: int | None = None,
+    batch_size: int = 64,
+    out: str | Path | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    devices: int | str = 1,
+    strategy: str = "auto",
+    precision: str = "32-true",
+    settings: dict[str, Any] | None = None,
+    checkpoint_every: int = 100,
+    samples: int = 64,
+    progress: bool = True,
+) -> Run:
+    """Train ``model`` on ``data`` into a run directory; ``resume=True`` continues ``out`` from its checkpoint."""
+    import lightning as L
+
+    from genzoo.engine import fit, keep_freed_memory, make_trainer, quiet_lightning
+
+    if resume:
+        if out is None:
+            raise GenzooError("--resume needs --out, the run directory to continue")
+        run_dir = Path(out)
+        stored = runs.read_run_config(run_dir)
+        if stored["model"] != model:
+            raise GenzooError(f"{run_dir} is a {stored['model']} run, not {model}")
+        checkpoint = run_dir / runs.CHECKPOINTS / runs.LAST_CHECKPOINT
+        if not checkpoint.is_file():
+            raise GenzooError(f"{run_dir} has no checkpoint to resume from")
+        data, seed, batch_size = stored["data"], stored["seed"], stored["batch_size"]
+        settings = stored["settings"]
+    else:
+        models.get(model)
+        check_dataset_name(data)
+        build_config(models.get(model).Config, settings or {})  # fail on bad settings before any file exists
+        run_dir = Path(out) if out is not None else runs.new_run_dir(model)
+        if (run_dir / runs.CONFIG).exists():
+            raise GenzooError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
+        checkpoint = None
+    if batch_size < 1:
+        raise GenzooError("--batch-size must be at least 1")
+    if max_steps is None and max_epochs is None:
+        max_epochs = DEFAULT_EPOCHS
+
+    dataset = load_dataset(data)
+    L.seed_everything(seed, verbose=False)
+    network = create(model, dataset.image_shape, **(settings or {}))
+    if len(dataset.train) < batch_size:
+        raise GenzooError(f"--batch-size {batch_size} is larger than the {len(dataset.train)} training images")
+    if not resume:
+        runs.write_json(
+            run_dir / runs.CONFIG,
+            {
+                "model": model,
+                "image_shape": list(dataset.image_shape),
+                "settings": config_to_dict(network.config),
+                "data": data,
+                "levels": dataset.levels,
+                "seed": seed,
+                "batch_size": batch_size,
+                "precision": precision,
+            },
+        )
+
+    keep_freed_memory()
+    quiet_lightning()
+    stream = BatchStream(dataset.train, dataset.train_labels, batch_size, network.input_kind, dataset.levels, seed)
+    if max_steps is not None:
+        max_epochs = min(max_epochs or max_steps, -(-max_steps // max(1, len(stream))))
+    trainer = make_trainer(
+        run_dir,
+        max_epochs=max_epochs,
+        max_batches=max_steps,
+        checkpoint_every=checkpoint_every,
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        progress=progress,
+    )
+    started = time.perf_counter()
+    start_batches = 0 if checkpoint is None else _batches_in(checkpoint)
+    adapter = fit(network, stream, trainer, max_steps, checkpoint)
+    seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return Run(run_dir, network, {})
+
+    network = adapter.model.cpu().eval()
+    runs.save_weights(network, run_dir / runs.WEIGHTS)
+    trained = adapter.batches_done - start_batches
+    metrics = evaluate(network, data)
+    t0 = time.perf_counter()
+    images = sample_images(network, samples, dataset.levels)
+    sample_seconds = time.perf_counter() - t0
+    from genzoo.viz import save_grid
+
+    save_grid(images, run_dir / runs.SAMPLES, scale=max(1, 56 // dataset.image_shape[-1]))
+    metrics.update(
+        model=model,
+        train_batches=adapter.batches_done,
+        train_images_per_second=trained * batch_size * trainer.world_size / max(seconds, 1e-9),
+        sample_seconds=sample_seconds,
+        samples=samples,
+    )
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    return Run(run_dir, network, metrics)
+
+
+def _batches_in(checkpoint: Path) -> int:
+    from genzoo.engine import AtomicCheckpointIO
+
+    return int(AtomicCheckpointIO().load_checkpoint(checkpoint)["genzoo"]["batches_done"])

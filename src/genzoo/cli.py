@@ -1,0 +1,153 @@
+"""The ``genzoo`` command: a thin typer layer over the Python API. Errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genzoo.errors import GenzooError
+
+app = typer.Typer(
+    help="genzoo: train, sample and evaluate the classic deep generative models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the registered models (by family) and datasets."""
+    import genzoo
+    from genzoo.data import dataset_names
+    from genzoo.registry import models
+
+    by_family: dict[str, list[str]] = {}
+    for name in genzoo.list_models():
+        by_family.setdefault(models.get(name).family, []).append(name)
+    for family, names in sorted(by_family.items()):
+        typer.echo(f"{family}: {', '.join(names)}")
+    typer.echo(f"datasets: {', '.join(dataset_names())}")
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="Model name (see `genzoo list`).")],
+    data: Annotated[str, typer.Option(help="Dataset name, or folder:PATH.")] = "mnist",
+    max_epochs: Annotated[Optional[int], typer.Option(help="Epochs to train (default 10).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Batches to train (overrides the epoch default).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch per device.")] = 64,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/MODEL[-N]).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    devices: Annotated[str, typer.Option(help="Devices per node, passed to Lightning (1, 2, auto).")] = "1",
+    strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp, ...")] = "auto",
+    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true or bf16-mixed.")] = "32-true",
+    checkpoint_every: Annotated[int, typer.Option(help="Batches between checkpoints.")] = 100,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Model setting key=value (repeatable).")
+    ] = None,
+) -> None:
+    """Train MODEL and write samples.png, metrics.json and model.safetensors into its run directory."""
+    import genzoo
+    from genzoo.config import parse_assignments
+
+    if checkpoint_every < 1:
+        raise GenzooError("--checkpoint-every must be at least 1")
+    run = genzoo.train(
+        model,
+        data,
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        out=out,
+        seed=seed,
+        resume=resume,
+        devices=int(devices) if devices.isdigit() else devices,
+        strategy=strategy,
+        precision=precision,
+        settings=parse_assignments(set_ or []),
+        checkpoint_every=checkpoint_every,
+    )
+    if run.metrics:
+        typer.echo(json.dumps(_headline(run.metrics), indent=2))
+        typer.echo(f"samples: {run.path / 'samples.png'}")
+        typer.echo(f"metrics: {run.path / 'metrics.json'}")
+
+
+def _headline(metrics: dict) -> dict:
+    keys = ("model", "data", "nll_nats", "bits_per_dim", "train_images_per_second")
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+@app.command()
+def sample(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    n: Annotated[int, typer.Option(help="Number of samples.")] = 64,
+    out: Annotated[Path, typer.Option(help="PNG file for the grid.")] = Path("samples.png"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Draw N samples from a trained run and save them as a PNG grid."""
+    import torch
+
+    import genzoo
+    from genzoo.viz import save_grid
+
+    if not 1 <= n <= 10_000:
+        raise GenzooError("--n must be between 1 and 10000")
+    if out.suffix.lower() != ".png":
+        raise GenzooError(f"--out must be a .png file, got {out}")
+    model = genzoo.load(run)
+    torch.manual_seed(seed)
+    images = genzoo.sample_images(model, n, model.run_config.get("levels", 256))
+    save_grid(images, out, scale=max(1, 56 // model.image_shape[-1]))
+    typer.echo(f"samples: {out}")
+
+
+@app.command("eval")
+def eval_command(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    data: Annotated[Optional[str], typer.Option(help="Dataset (default: the one it was trained on).")] = None,
+) -> None:
+    """Evaluate a trained run on a test split and print the metrics as JSON."""
+    import genzoo
+
+    model = genzoo.load(run)
+    typer.echo(json.dumps(genzoo.evaluate(model, data), indent=2))
+
+
+@app.command()
+def count(
+    pixels: Annotated[int, typer.Argument(help="Number of binary pixels n.")],
+    order: Annotated[int, typer.Option(help="Markov order k.")] = 2,
+    hidden: Annotated[int, typer.Option(help="NADE hidden units.")] = 500,
+) -> None:
+    """Parameters needed for n binary pixels under each factorization."""
+    from genzoo.models import structured as s
+
+    if pixels < 1:
+        raise GenzooError("pixels must be at least 1")
+    rows = {
+        "full joint": s.full_joint_parameters(pixels),
+        "independent": s.independent_parameters(pixels),
+        f"markov (k={order})": s.markov_parameters(pixels, order),
+        "fvsbn": s.fvsbn_parameters(pixels),
+        f"nade (h={hidden})": s.nade_parameters(pixels, hidden),
+    }
+    for name, value in rows.items():
+        typer.echo(f"{name:>16}: {value:.4g}" if value > 1e15 else f"{name:>16}: {value:,}")
+
+
+def main() -> None:
+    try:
+        app()
+    except GenzooError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

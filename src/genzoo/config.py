@@ -1,0 +1,70 @@
+"""Typed model configs: dataclasses whose fields can be set from ``--set key=value`` strings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any
+
+from genzoo.errors import GenzooError
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """``["hidden=500", "lr=1e-3"]`` -> ``{"hidden": "500", "lr": "1e-3"}``."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise GenzooError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _convert(text: str, kind: Any, key: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        if text.lower() in ("none", "null"):
+            return None
+        return _convert(text, options[0], key)
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise GenzooError(f"--set {key}: expected true/false, got {text!r}")
+    if origin in (tuple, list):
+        (item,) = set(typing.get_args(kind)) - {Ellipsis} or {str}
+        parts = [p for p in text.strip("()[]").split(",") if p.strip()]
+        return origin(_convert(p.strip(), item, key) for p in parts)
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise GenzooError(f"--set {key}: expected {getattr(kind, '__name__', kind)}, got {text!r}") from None
+
+
+def build_config(config_cls: type, values: dict[str, Any]) -> Any:
+    """Instantiate ``config_cls`` from values that may be strings (from the CLI) or typed (from Python/JSON)."""
+    hints = typing.get_type_hints(config_cls)
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in names:
+            raise GenzooError(f"unknown setting {key!r} for {config_cls.__name__}; valid keys: {', '.join(names)}")
+        if isinstance(value, str) and hints[key] is not str:
+            value = _convert(value, hints[key], key)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        config = config_cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise GenzooError(f"invalid settings for {config_cls.__name__}: {err}") from None
+    return config
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-safe dict of a config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))

@@ -1,0 +1,215 @@
+"""The one training engine: a Lightning adapter around any model's ``training_step`` and a Trainer factory.
+
+Models use manual optimization through :class:`LightningStep` (zero-grad, ``manual_backward``, step), so
+multi-optimizer models need nothing special and Lightning still handles precision, devices and DDP.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import Tensor
+
+from genzoo.data.stream import BatchStream
+from genzoo.errors import GenzooError
+from genzoo.models.base import GenerativeModel
+
+
+class DivergedError(GenzooError):
+    """A loss became NaN or infinite."""
+
+
+class LightningStep:
+    """The :class:`genzoo.models.base.Step` a model sees: named optimizers and the batch counter."""
+
+    def __init__(self, adapter: ModelAdapter) -> None:
+        self._adapter = adapter
+        self.batch_index = adapter.batches_done
+        self.max_batches = adapter.max_batches
+
+    def optimize(self, loss: Tensor, optimizer: str = "model") -> None:
+        names = self._adapter.optimizer_names
+        if optimizer not in names:
+            raise KeyError(f"no optimizer {optimizer!r}; the model configured {names}")
+        opts = self._adapter.optimizers()
+        opt = opts[names.index(optimizer)] if isinstance(opts, list) else opts
+        opt.zero_grad(set_to_none=True)
+        self._adapter.manual_backward(loss)
+        opt.step()
+
+
+class ModelAdapter(L.LightningModule):
+    """Calls the model's training hook; checkpoints the batch counter and RNG so resume is exact."""
+
+    def __init__(self, model: GenerativeModel, max_batches: int | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.automatic_optimization = False
+        self.max_batches = max_batches
+        self.batches_done = 0
+        self.optimizer_names: list[str] = []
+        self._rng_to_restore: Tensor | None = None
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        optimizers = self.model.configure_optimizers()
+        self.optimizer_names = list(optimizers)
+        return list(optimizers.values())
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        logs = self.model.training_step(batch, LightningStep(self))
+        self.batches_done += 1
+        bad = [name for name, value in logs.items() if not math.isfinite(float(value))]
+        if bad:
+            raise DivergedError(
+                f"training diverged at batch {self.batches_done}: {', '.join(bad)} is not finite; "
+                "the last finite checkpoint is kept"
+            )
+        self.log_dict({k: float(v) for k, v in logs.items()}, prog_bar=True, on_step=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["genzoo"] = {"batches_done": self.batches_done, "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.batches_done = checkpoint["genzoo"]["batches_done"]
+        self._rng_to_restore = checkpoint["genzoo"]["torch_rng"]
+
+    def on_train_start(self) -> None:
+        if self._rng_to_restore is not None:
+            torch.set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed; read back with ``weights_only=True`` (no pickled code)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                torch.save(checkpoint, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001  (any unpickling failure means: refuse this file)
+            raise GenzooError(f"cannot load checkpoint {path}: {str(err).splitlines()[0]}") from None
+
+
+class PeriodicCheckpoint(Callback):
+    """Saves ``path`` every ``every`` batches and at the end of training."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, every
+
+    def on_train_batch_end(self, trainer: L.Trainer, adapter: ModelAdapter, *args: Any) -> None:
+        if adapter.batches_done % self.every == 0:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_end(self, trainer: L.Trainer, adapter: ModelAdapter) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+class StopAfterBatches(Callback):
+    """``--max-steps`` counts batches (a GAN's two optimizer steps are one batch), unlike Lightning's own."""
+
+    def __init__(self, max_batches: int) -> None:
+        self.max_batches = max_batches
+
+    def on_train_batch_end(self, trainer: L.Trainer, adapter: ModelAdapter, *args: Any) -> None:
+        if adapter.batches_done >= self.max_batches:
+            trainer.should_stop = True
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the OS.
+
+    Large CPU tensors are otherwise mmap'ed and unmapped on every allocation, and the page faults cost more than
+    the arithmetic (measured 3x on NADE's [B, D, H] activations). jemalloc/tcmalloc would do the same via
+    LD_PRELOAD; this needs no extra install.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def make_trainer(
+    run_dir: Path,
+    *,
+    max_epochs: int,
+    max_batches: int | None,
+    checkpoint_every: int,
+    devices: int | str,
+    strategy: str,
+    precision: str,
+    progress: bool,
+) -> L.Trainer:
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
+    except ImportError:
+        pass
+    callbacks: list[Callback] = [PeriodicCheckpoint(run_dir / "checkpoints" / "last.ckpt", checkpoint_every)]
+    if max_batches is not None:
+        callbacks.append(StopAfterBatches(max_batches))
+    return L.Trainer(
+        accelerator="auto",
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        max_epochs=max_epochs,
+        logger=loggers,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=run_dir,
+    )
+
+
+def fit(
+    model: GenerativeModel,
+    stream: BatchStream,
+    trainer: L.Trainer,
+    max_batches: int | None,
+    checkpoint: Path | None,
+) -> ModelAdapter:
+    """Run Lightning's fit; ``checkpoint`` resumes exactly (weights, optimizers, batch counter, RNG, data order)."""
+    adapter = ModelAdapter(model, max_batches)
+    stream.position = lambda: adapter.batches_done
+    trainer.fit(adapter, train_dataloaders=stream, ckpt_path=checkpoint)
+    return adapter

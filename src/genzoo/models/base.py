@@ -1,0 +1,96 @@
+"""What every model is: an ``nn.Module`` with a typed config, a family protocol and one training hook.
+
+A model knows nothing of files, the CLI or Lightning. The engine calls ``training_step(batch, step)`` with a
+:class:`Step` whose ``optimize(loss, name)`` does zero-grad, backward and the optimizer step, so adversarial
+alternation, extra updates and schedules all live in the model's own file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from genzoo.data.transforms import InputKind
+
+
+class Step(Protocol):
+    """What the engine hands a model at each training batch."""
+
+    batch_index: int  # batches trained on before this one (resume-safe)
+    max_batches: int | None  # planned total, for schedules; None when training by epochs only
+
+    def optimize(self, loss: Tensor, optimizer: str = "model") -> None: ...
+
+
+@dataclass
+class TrainConfig:
+    """Fields every model config has (subclass it and add the model's own)."""
+
+    lr: float = 1e-3
+
+
+class GenerativeModel(nn.Module):
+    """Base of all registered models."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # "likelihood" | "latent" | "adversarial" | "translation"
+    Config: ClassVar[type] = TrainConfig
+    input_kind: ClassVar[InputKind] = "unit"
+
+    def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.config = config
+        self.image_shape = tuple(image_shape)
+
+    @property
+    def dims(self) -> int:
+        return math.prod(self.image_shape)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+
+    def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, labels: Tensor | None, levels: int) -> dict[str, float]:
+        """Metrics on a prepared test set ``x`` (the model's ``input_kind``)."""
+        raise NotImplementedError
+
+    def sample(self, n: int) -> Tensor:
+        raise NotImplementedError
+
+
+class LikelihoodModel(GenerativeModel):
+    """An explicit model: ``log_prob(x)`` is the exact log-likelihood in nats, shape [B]."""
+
+    family = "likelihood"
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
+        nll = -self.log_prob(batch["x"]).mean()
+        step.optimize(nll)
+        return {"nll": nll.detach()}
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, batch_size: int = 500) -> dict[str, float]:
+        from genzoo.metrics.likelihood import nll_metrics
+
+        return nll_metrics(self.log_prob, x, self.input_kind, levels, batch_size)
+
+
+class AutoregressiveModel(LikelihoodModel):
+    """A chain-rule model over pixels in raster order.
+
+    ``conditionals(x)`` returns the parameters of every p(x_d | x_<d), dimension d on axis 1; it is what the
+    causality tests differentiate.
+    """
+
+    def conditionals(self, x: Tensor) -> Tensor:
+        raise NotImplementedError

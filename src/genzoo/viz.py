@@ -1,0 +1,49 @@
+"""Image grids (numpy + PIL), written atomically."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from genzoo.runs import atomic_write_bytes
+
+
+def to_unit_range(images: Tensor, input_kind: str, levels: int) -> Tensor:
+    """Model-space images (the model's ``input_kind``) to floats in [0, 1] for display."""
+    images = images.detach().float().cpu()
+    if input_kind == "signed":
+        images = (images + 1) / 2
+    elif input_kind == "levels":
+        images = images / (levels - 1)
+    return images.clamp(0, 1)
+
+
+def grid(images: Tensor, columns: int | None = None, padding: int = 2) -> np.ndarray:
+    """[N, C, H, W] floats in [0, 1] -> one uint8 image [rows*(H+p)+p, cols*(W+p)+p, C]."""
+    n, channels, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding, channels), 128, np.uint8)
+    pixels = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    for i in range(n):
+        top, left = padding + (i // columns) * (height + padding), padding + (i % columns) * (width + padding)
+        canvas[top : top + height, left : left + width] = pixels[i]
+    return canvas
+
+
+def save_grid(images: Tensor, path: str | Path, columns: int | None = None, scale: int = 1) -> Path:
+    """Save [N, C, H, W] images in [0, 1] as one PNG grid (``scale`` enlarges small images)."""
+    canvas = grid(images, columns)
+    picture = Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
