@@ -61,13 +61,13 @@ def evaluate(model: GenerativeModel, data: str | None = None) -> dict[str, Any]:
     return {"data": data, "data_source": dataset.source, **metrics}
 
 
-def sample_images(model: GenerativeModel, n: int, levels: int = 256) -> Tensor:
-    """``n`` samples as floats in [0, 1], [n, C, H, W], for display."""
+def sample_images(model: GenerativeModel, n: int, levels: int = 256, **options: Any) -> Tensor:
+    """``n`` samples as floats in [0, 1], [n, C, H, W], for display; ``options`` go to the model's ``sample``."""
     from genzoo.viz import to_unit_range
 
     model.eval()
     with torch.no_grad():
-        return to_unit_range(model.sample(n), model.input_kind, levels)
+        return to_unit_range(model.sample(n, **options), model.input_kind, levels)
 
 
 @dataclass
@@ -89,7 +89,7 @@ def train(
     resume: bool = False,
     devices: int | str = 1,
     strategy: str = "auto",
-    precision: str = "32-true",
+    precision: str | None = None,
     settings: dict[str, Any] | None = None,
     checkpoint_every: int = 100,
     samples: int = 64,
@@ -126,6 +126,7 @@ def train(
         max_epochs = DEFAULT_EPOCHS
 
     dataset = load_dataset(data)
+    precision = precision or models.get(model).precision
     L.seed_everything(seed, verbose=False)
     network = create(model, dataset.image_shape, **(settings or {}))
     if len(dataset.train) < batch_size:

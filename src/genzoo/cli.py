@@ -46,7 +46,9 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     devices: Annotated[str, typer.Option(help="Devices per node, passed to Lightning (1, 2, auto).")] = "1",
     strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp, ...")] = "auto",
-    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true or bf16-mixed.")] = "32-true",
+    precision: Annotated[
+        Optional[str], typer.Option(help="Lightning precision: 32-true or bf16-mixed (default: the model's).")
+    ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Batches between checkpoints.")] = 100,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Model setting key=value (repeatable).")
@@ -84,14 +86,38 @@ def _headline(metrics: dict) -> dict:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
-@app.command()
+def sample_options(model: object, args: list[str]) -> dict[str, object]:
+    """``["--code", "3"]`` -> ``{"code": 3}``, typed by the model's ``sample`` signature."""
+    import inspect
+    import typing
+
+    parameters = dict(list(inspect.signature(model.sample).parameters.items())[1:])
+    hints = typing.get_type_hints(model.sample)
+    accepted = ", ".join(f"--{name.replace('_', '-')}" for name in parameters) or "none"
+    if len(args) % 2:
+        raise GenzooError(f"sample options come as --name value pairs, got {' '.join(args)}")
+    options: dict[str, object] = {}
+    for flag, value in zip(args[::2], args[1::2]):
+        name = flag.removeprefix("--").replace("-", "_")
+        if not flag.startswith("--") or name not in parameters:
+            raise GenzooError(f"{model.name} has no sample option {flag}; accepted: {accepted}")
+        kind = hints.get(name, str)
+        try:
+            options[name] = kind(value) if kind in (int, float, str) else value
+        except ValueError:
+            raise GenzooError(f"{flag}: expected {kind.__name__}, got {value!r}") from None
+    return options
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sample(
+    ctx: typer.Context,
     run: Annotated[Path, typer.Argument(help="Run directory.")],
     n: Annotated[int, typer.Option(help="Number of samples.")] = 64,
     out: Annotated[Path, typer.Option(help="PNG file for the grid.")] = Path("samples.png"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Draw N samples from a trained run and save them as a PNG grid."""
+    """Draw N samples from a trained run and save them as a PNG grid (model options as --name value)."""
     import torch
 
     import genzoo
@@ -102,8 +128,9 @@ def sample(
     if out.suffix.lower() != ".png":
         raise GenzooError(f"--out must be a .png file, got {out}")
     model = genzoo.load(run)
+    options = sample_options(model, ctx.args)
     torch.manual_seed(seed)
-    images = genzoo.sample_images(model, n, model.run_config.get("levels", 256))
+    images = genzoo.sample_images(model, n, model.run_config.get("levels", 256), **options)
     save_grid(images, out, scale=max(1, 56 // model.image_shape[-1]))
     typer.echo(f"samples: {out}")
 

@@ -40,6 +40,7 @@ class GenerativeModel(nn.Module):
     family: ClassVar[str]  # "likelihood" | "latent" | "adversarial" | "translation"
     Config: ClassVar[type] = TrainConfig
     input_kind: ClassVar[InputKind] = "unit"
+    precision: ClassVar[str] = "32-true"  # Lightning precision used unless the user asks otherwise (measured choice)
 
     def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
@@ -62,6 +63,7 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def sample(self, n: int) -> Tensor:
+        """``n`` samples [n, C, H, W] in the model's data range; models may take keyword options (conditions)."""
         raise NotImplementedError
 
 
