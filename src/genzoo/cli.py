@@ -50,9 +50,7 @@ def train(
         Optional[str], typer.Option(help="Lightning precision: 32-true or bf16-mixed (default: the model's).")
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Batches between checkpoints.")] = 100,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Model setting key=value (repeatable).")
-    ] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Model setting key=value (repeatable).")] = None,
 ) -> None:
     """Train MODEL and write samples.png, metrics.json and model.safetensors into its run directory."""
     import genzoo

@@ -11,11 +11,13 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -156,6 +158,9 @@ def keep_freed_memory() -> None:
 
 
 def quiet_lightning() -> None:
+    """Keep the terminal for the progress bar and genzoo's own output (Lightning tips and deprecations are noise)."""
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", category=PossibleUserWarning)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -173,9 +178,8 @@ def make_trainer(
 ) -> L.Trainer:
     loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version="")]
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
     except ImportError:

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
 
@@ -29,7 +28,9 @@ def grid(images: Tensor, columns: int | None = None, padding: int = 2) -> np.nda
     n, channels, height, width = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    canvas = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding, channels), 128, np.uint8)
+    canvas = np.full(
+        (rows * (height + padding) + padding, columns * (width + padding) + padding, channels), 128, np.uint8
+    )
     pixels = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     for i in range(n):
         top, left = padding + (i // columns) * (height + padding), padding + (i % columns) * (width + padding)

@@ -14,7 +14,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from genzoo.errors import GenzooError
+from genzoo.errors import DataUnavailable
 
 DOWNLOAD_TIMEOUT_SECONDS = 30
 
@@ -55,7 +55,7 @@ def fetch(name: str, urls: list[str], md5: str | None, subdir: str) -> Path:
         return found
     hint = f"place {name} in a folder named by GENZOO_DATA_DIR"
     if offline():
-        raise GenzooError(f"{name} is not available offline (GENZOO_OFFLINE is set); {hint}")
+        raise DataUnavailable(f"{name} is not available offline (GENZOO_OFFLINE is set); {hint}")
     target = cache_dir() / subdir / name
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
@@ -74,4 +74,4 @@ def fetch(name: str, urls: list[str], md5: str | None, subdir: str) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise GenzooError(f"could not download {name} ({'; '.join(errors)}); {hint}")
+    raise DataUnavailable(f"could not download {name} ({'; '.join(errors)}); {hint}")

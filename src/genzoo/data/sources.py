@@ -13,7 +13,7 @@ import torch
 
 from genzoo.data import ImageDataset
 from genzoo.data.files import cache_dir, fetch, find_file
-from genzoo.errors import GenzooError
+from genzoo.errors import DataUnavailable, GenzooError
 from genzoo.registry import datasets
 
 MNIST_URLS = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"]
@@ -116,7 +116,7 @@ def mnist() -> ImageDataset:
     """MNIST digits: the full 60k/10k when cached or downloadable, else the 5,000 embedded digits."""
     try:
         return full_mnist()
-    except GenzooError:
+    except DataUnavailable:
         return embedded_mnist()
 
 
@@ -159,7 +159,13 @@ def standard_binarized_mnist() -> ImageDataset:
     _check_binarized(splits, str(path))
     source = "binarized MNIST, standard fixed split 50k/10k/10k (Larochelle & Murray 2011)"
     return ImageDataset(
-        "binarized-mnist", _unpack(splits["train"]), _unpack(splits["test"]), None, None, 2, source,
+        "binarized-mnist",
+        _unpack(splits["train"]),
+        _unpack(splits["test"]),
+        None,
+        None,
+        2,
+        source,
         valid=_unpack(splits["valid"]),
     )
 
@@ -169,7 +175,7 @@ def binarized_mnist() -> ImageDataset:
     """Binary MNIST: the standard fixed split when available, else a seeded static binarization of ``mnist``."""
     try:
         return standard_binarized_mnist()
-    except GenzooError:
+    except DataUnavailable:
         grey = embedded_mnist()
         generator = torch.Generator().manual_seed(BINARIZATION_SEED)
         train = torch.bernoulli(grey.train / 255.0, generator=generator).to(torch.uint8)
@@ -234,6 +240,11 @@ def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageD
     test, train = order[:n_test], order[n_test:]
     label_or_none = (lambda idx: labels[idx]) if len(classes) > 1 else (lambda idx: None)
     return ImageDataset(
-        f"folder:{path}", images[train], images[test], label_or_none(train), label_or_none(test), 256,
+        f"folder:{path}",
+        images[train],
+        images[test],
+        label_or_none(train),
+        label_or_none(test),
+        256,
         f"image folder {root} ({len(files)} images, {size}x{size})",
     )

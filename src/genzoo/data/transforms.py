@@ -52,4 +52,3 @@ def prepare(images: Tensor, kind: InputKind, levels: int, generator: torch.Gener
 def prepare_test(images: Tensor, kind: InputKind, levels: int) -> Tensor:
     """The fixed (static) preparation of an evaluation set."""
     return prepare(images, kind, levels, torch.Generator().manual_seed(TEST_SEED))
-

@@ -10,6 +10,7 @@ models that trade generality for tractability (the lecture's part 1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +56,7 @@ class BinaryAutoregressive(AutoregressiveModel):
     def log_prob(self, x: Tensor) -> Tensor:
         return bernoulli_log_prob(x.flatten(1), self.conditionals(x))
 
-    def _sample_sequential(self, n: int, logit_at) -> Tensor:
+    def _sample_sequential(self, n: int, logit_at: Callable[[Tensor, int], Tensor]) -> Tensor:
         """Raster-order ancestral sampling; ``logit_at(x, d)`` gives the logits of pixel d given x[:, :d]."""
         x = torch.zeros(n, self.dims, device=self._device())
         for d in range(self.dims):

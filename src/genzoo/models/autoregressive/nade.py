@@ -28,6 +28,12 @@ from genzoo.registry import models
 GATHER_CHUNK = 8  # images per cache-sized block in GatherDot
 
 
+def exclusive_prefix_activations(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """a_d = bias + sum_{j<d} x_j W_j for every d: [B, D] inputs -> [B, D, H], exactly blind to x_>=d."""
+    contributions = x[:, :-1, None] * weight[:-1]  # [B, D - 1, H]
+    return bias + F.pad(contributions.cumsum(1), (0, 0, 1, 0))
+
+
 class GatherDot(torch.autograd.Function):
     """``out[b, d] = h[row[b, d]] . V[d]`` without materializing the [B, D, H] gathered hidden states.
 
@@ -88,9 +94,7 @@ class NADE(BinaryAutoregressive):
     def conditionals(self, x: Tensor) -> Tensor:
         """Dense reference evaluation, differentiable in x: logits [B, D] of p(x_d = 1 | x_<d)."""
         x = x.flatten(1)
-        contributions = x[:, :, None] * self.W  # [B, D, H]
-        a = self.c + contributions.cumsum(1) - contributions  # exclusive prefix sum: inputs j < d
-        return (torch.sigmoid(a) * self.V).sum(-1) + self.b
+        return (torch.sigmoid(exclusive_prefix_activations(x, self.W, self.c)) * self.V).sum(-1) + self.b
 
     def _binary_logits(self, x: Tensor) -> Tensor:
         """The same logits for 0/1 inputs, exploiting that a_d only changes after a pixel equal to 1.
@@ -158,10 +162,7 @@ class RNADE(AutoregressiveModel):
 
     def conditionals(self, x: Tensor) -> Tensor:
         """Mixture parameters [B, D, 3K] of p(x_d | x_<d)."""
-        x = x.flatten(1)
-        contributions = x[:, :, None] * self.W
-        a = self.c + contributions.cumsum(1) - contributions  # [B, D, H]
-        h = torch.sigmoid(self.rho[:, None] * a)
+        h = torch.sigmoid(self.rho[:, None] * exclusive_prefix_activations(x.flatten(1), self.W, self.c))
         return torch.bmm(h.transpose(0, 1), self.V).transpose(0, 1) + self.b  # [B, D, 3K]
 
     def log_prob(self, x: Tensor) -> Tensor:

@@ -1,0 +1,156 @@
+"""The command line end to end: train / sample / eval, one-line errors, and exact resume after kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from genzoo.cli import app
+
+runner = CliRunner()
+
+
+def genzoo(*args):
+    """Run the real entry point in a subprocess: what a user sees (stdout, stderr, exit code)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from genzoo.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_list_names_models_and_datasets():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    assert "likelihood:" in result.output and "nade" in result.output and "binarized-mnist" in result.output
+
+
+def test_count_prints_every_factorization():
+    result = runner.invoke(app, ["count", "10", "--order", "1", "--hidden", "3"])
+    assert result.exit_code == 0
+    assert "full joint: 1,023" in result.output and "markov (k=1): 19" in result.output
+
+
+def test_train_sample_eval_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = genzoo("train", "nade", "--data", "digits", "--max-steps", "5", "--out", str(out), "--set", "hidden=8")
+    assert result.returncode == 0, result.stderr
+    for name in ["config.json", "model.safetensors", "metrics.json", "samples.png", "checkpoints/last.ckpt"]:
+        assert (out / name).is_file(), name
+    assert f"samples: {out / 'samples.png'}" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["nll_nats"] > 0 and metrics["bits_per_dim"] == pytest.approx(metrics["nll_nats"] / 64 / 0.6931, 1e-3)
+    assert metrics["train_batches"] == 5 and "digits" in metrics["data_source"]
+    assert (out / "logs" / "metrics.csv").is_file()
+
+    sampled = runner.invoke(app, ["sample", str(out), "--n", "9", "--out", str(tmp_path / "grid.png")])
+    assert sampled.exit_code == 0 and (tmp_path / "grid.png").is_file()
+    evaluated = runner.invoke(app, ["eval", str(out)])
+    assert evaluated.exit_code == 0
+    assert json.loads(evaluated.output)["nll_nats"] == pytest.approx(metrics["nll_nats"], rel=1e-6)
+
+
+def make_run(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "independent", "--data", "digits", "--max-steps", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "nosuchmodel"], "unknown model 'nosuchmodel'; valid names: "),
+        (["train", "nade", "--data", "nosuchdata"], "unknown dataset 'nosuchdata'; valid names: "),
+        (["train", "nade", "--set", "hiddden=3"], "unknown setting 'hiddden' for NADEConfig; valid keys: "),
+        (["train", "nade", "--set", "hidden=many"], "--set hidden: expected int, got 'many'"),
+        (["train", "markov", "--set", "order=99"], "order must be between 1 and 16"),
+        (["train", "nade", "--data", "folder:{tmp}/empty"], "has no images"),
+        (["sample", "{tmp}"], "is not a run directory"),
+        (["eval", "{tmp}/missing"], "is not a run directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if args[0] == "train":
+        args += ["--out", str(tmp_path / "run")]
+    result = genzoo(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_corrupt_weights_and_image_shape_mismatch_are_reported(tmp_path):
+    out = make_run(tmp_path)
+    result = genzoo("eval", str(out), "--data", "mnist")
+    assert result.returncode == 2 and "expects images of shape (1, 8, 8), mnist has (1, 28, 28)" in result.stderr
+    weights = out / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    result = genzoo("sample", str(out))
+    assert result.returncode == 2 and "is not a valid safetensors file" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path):
+    out = make_run(tmp_path)
+    before = (out / "model.safetensors").read_bytes()
+    result = runner.invoke(app, ["train", "independent", "--data", "digits", "--out", str(out)])
+    assert result.exit_code != 0 and "already holds a run" in str(result.exception)
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_a_planted_pickle_checkpoint_is_refused(tmp_path):
+    from genzoo.engine import AtomicCheckpointIO
+    from genzoo.errors import GenzooError
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    torch.save({"state_dict": {}, "evil": Payload()}, tmp_path / "evil.ckpt")
+    with pytest.raises(GenzooError, match="cannot load checkpoint"):
+        AtomicCheckpointIO().load_checkpoint(tmp_path / "evil.ckpt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def train_command(out, steps):
+    return [
+        sys.executable, "-c", "from genzoo.cli import main; main()", "train", "nade", "--data", "digits",
+        "--set", "hidden=16", "--batch-size", "16", "--max-steps", str(steps), "--checkpoint-every", "7",
+        "--seed", "5", "--out", str(out),
+    ]  # fmt: skip
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
+    steps = 400
+    reference = subprocess.run(train_command(tmp_path / "reference", steps), capture_output=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(train_command(killed, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it run on a little past the first checkpoint, into a later epoch's middle
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
+
+    resumed = subprocess.run([*train_command(killed, steps), "--resume"], capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    expected = load_file(tmp_path / "reference" / "model.safetensors")
+    actual = load_file(killed / "model.safetensors")
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0)
+    assert json.loads((killed / "metrics.json").read_text())["train_batches"] == steps
