@@ -67,13 +67,18 @@ class BinaryAutoregressive(AutoregressiveModel):
         return next(self.parameters()).device
 
 
+@dataclass
+class IndependentConfig(TrainConfig):
+    lr: float = 1e-2  # one logit per pixel: a large step reaches the (closed-form) optimum within an epoch
+
+
 @models.register("independent")
 class IndependentBernoulli(BinaryAutoregressive):
     """Every pixel an independent Bernoulli: p(x) = prod_i p_i^x_i (1 - p_i)^(1 - x_i)."""
 
-    Config = TrainConfig
+    Config = IndependentConfig
 
-    def __init__(self, config: TrainConfig, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: IndependentConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
         self.logits = nn.Parameter(torch.zeros(self.dims))
 
@@ -133,13 +138,18 @@ class MarkovChain(BinaryAutoregressive):
         return self._sample_sequential(n, logit_at)
 
 
+@dataclass
+class FVSBNConfig(TrainConfig):
+    lr: float = 1e-2  # each conditional is a logistic regression (convex): a large Adam step is safe (measured)
+
+
 @models.register("fvsbn")
 class FVSBN(BinaryAutoregressive):
     """Fully visible sigmoid belief network: p(x_i = 1 | x_<i) = sigmoid(b_i + sum_{j<i} W_ij x_j)."""
 
-    Config = TrainConfig
+    Config = FVSBNConfig
 
-    def __init__(self, config: TrainConfig, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: FVSBNConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
         self.weight = nn.Parameter(torch.zeros(self.dims, self.dims))
         self.bias = nn.Parameter(torch.zeros(self.dims))
