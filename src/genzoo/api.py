@@ -178,6 +178,7 @@ def train(
     from genzoo.viz import save_grid
 
     save_grid(images, run_dir / runs.SAMPLES, scale=max(1, 56 // dataset.image_shape[-1]))
+    _save_figures(network, dataset, run_dir)
     metrics.update(
         model=model,
         train_batches=adapter.batches_done,
@@ -187,6 +188,20 @@ def train(
     )
     runs.write_json(run_dir / runs.METRICS, metrics)
     return Run(run_dir, network, metrics)
+
+
+def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None:
+    """Extra PNG grids a model offers through ``figures(test_images) -> {filename: images}`` (e.g. the latent
+    models' reconstructions); models without the hook write nothing."""
+    from genzoo.viz import save_grid, to_unit_range
+
+    figures = getattr(network, "figures", None)
+    if figures is None:
+        return
+    x = prepare_test(dataset.test[:64], network.input_kind, dataset.levels)
+    for filename, images in figures(x).items():
+        shown = to_unit_range(images, network.input_kind, dataset.levels)
+        save_grid(shown, run_dir / filename, scale=max(1, 56 // dataset.image_shape[-1]))
 
 
 def _batches_in(checkpoint: Path) -> int:

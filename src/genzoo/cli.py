@@ -146,6 +146,24 @@ def eval_command(
 
 
 @app.command()
+def interpolate(
+    run: Annotated[Path, typer.Argument(help="Run directory of a latent variable model (vae, aae).")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNG files (default: the run directory).")] = None,
+    pairs: Annotated[int, typer.Option(help="Pairs of test images to interpolate between.")] = 8,
+    steps: Annotated[int, typer.Option(help="Images per interpolation / traversal row.")] = 10,
+    spherical: Annotated[bool, typer.Option(help="Spherical instead of linear interpolation.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (choice of test images).")] = 0,
+) -> None:
+    """Interpolation, latent traversal, reconstructions and (2-D latents) the manifold plot, as PNG grids."""
+    from genzoo.latent_tools import explore_run
+
+    if pairs < 1 or steps < 2:
+        raise GenzooError("--pairs must be at least 1 and --steps at least 2")
+    for path in explore_run(run, out, pairs=pairs, steps=steps, spherical=spherical, seed=seed).values():
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
 def count(
     pixels: Annotated[int, typer.Argument(help="Number of binary pixels n.")],
     order: Annotated[int, typer.Option(help="Markov order k.")] = 2,
