@@ -9,8 +9,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from torch import Tensor
 from genzoo.data.stream import BatchStream
 from genzoo.errors import GenzooError
 from genzoo.models.base import GenerativeModel
+from genzoo.runs import atomic_open
 
 
 class DivergedError(GenzooError):
@@ -96,18 +95,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary file and renamed; read back with ``weights_only=True`` (no pickled code)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                torch.save(checkpoint, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(Path(path)) as out:
+            torch.save(checkpoint, out)
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         try:
