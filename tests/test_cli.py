@@ -20,7 +20,7 @@ runner = CliRunner()
 def genzoo(*args):
     """Run the real entry point in a subprocess: what a user sees (stdout, stderr, exit code)."""
     return subprocess.run(
-        [sys.executable, "-c", "from genzoo.cli import main; main()", *args],
+        [sys.executable, "-m", "genzoo", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -125,7 +125,7 @@ def test_a_planted_pickle_checkpoint_is_refused(tmp_path):
 
 def train_command(out, steps):
     return [
-        sys.executable, "-c", "from genzoo.cli import main; main()", "train", "nade", "--data", "digits",
+        sys.executable, "-m", "genzoo", "train", "nade", "--data", "digits",
         "--set", "hidden=16", "--batch-size", "16", "--max-steps", str(steps), "--checkpoint-every", "7",
         "--seed", "5", "--out", str(out),
     ]  # fmt: skip

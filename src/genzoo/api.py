@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from genzoo.models.base import GenerativeModel
 from genzoo.registry import models
 
 DEFAULT_EPOCHS = 10
+RUN_DIR_ENV = "GENZOO_RUN_DIR"
 
 
 def list_models() -> list[str]:
@@ -57,7 +60,9 @@ def evaluate(model: GenerativeModel, data: str | None = None) -> dict[str, Any]:
     _check_shape(model, dataset.image_shape, data)
     model.eval()
     x = prepare_test(dataset.test, model.input_kind, dataset.levels)
-    metrics = model.evaluate(x, dataset.test_labels, dataset.levels)
+    # sample-quality metrics pick the dataset's feature net, so models that score samples are told its name
+    options = {"data": data} if "data" in inspect.signature(model.evaluate).parameters else {}
+    metrics = model.evaluate(x, dataset.test_labels, dataset.levels, **options)
     return {"data": data, "data_source": dataset.source, **metrics}
 
 
@@ -116,9 +121,14 @@ def train(
         models.get(model)
         check_dataset_name(data)
         build_config(models.get(model).Config, settings or {})  # fail on bad settings before any file exists
-        run_dir = Path(out) if out is not None else runs.new_run_dir(model)
-        if (run_dir / runs.CONFIG).exists():
-            raise GenzooError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
+        if _secondary_process():
+            # a DDP worker re-launched by Lightning: rank 0 already chose and wrote the run directory
+            run_dir = Path(out or os.environ[RUN_DIR_ENV])
+        else:
+            run_dir = Path(out) if out is not None else runs.new_run_dir(model)
+            if (run_dir / runs.CONFIG).exists():
+                raise GenzooError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
+            os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the worker processes Lightning launches
         checkpoint = None
     if batch_size < 1:
         raise GenzooError("--batch-size must be at least 1")
@@ -131,7 +141,7 @@ def train(
     network = create(model, dataset.image_shape, **(settings or {}))
     if len(dataset.train) < batch_size:
         raise GenzooError(f"--batch-size {batch_size} is larger than the {len(dataset.train)} training images")
-    if not resume:
+    if not resume and not _secondary_process():
         runs.write_json(
             run_dir / runs.CONFIG,
             {
@@ -149,8 +159,6 @@ def train(
     keep_freed_memory()
     quiet_lightning()
     stream = BatchStream(dataset.train, dataset.train_labels, batch_size, network.input_kind, dataset.levels, seed)
-    if max_steps is not None:
-        max_epochs = min(max_epochs or max_steps, -(-max_steps // max(1, len(stream))))
     trainer = make_trainer(
         run_dir,
         max_epochs=max_epochs,
@@ -161,6 +169,9 @@ def train(
         precision=precision,
         progress=progress,
     )
+    if max_steps is not None:  # enough epochs for max_steps batches of the global (all-process) batch
+        per_epoch = max(1, len(dataset.train) // (batch_size * trainer.world_size))
+        trainer.fit_loop.max_epochs = min(max_epochs or max_steps, -(-max_steps // per_epoch))
     started = time.perf_counter()
     start_batches = 0 if checkpoint is None else _batches_in(checkpoint)
     adapter = fit(network, stream, trainer, max_steps, checkpoint)
@@ -202,6 +213,11 @@ def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None
     for filename, images in figures(x).items():
         shown = to_unit_range(images, network.input_kind, dataset.levels)
         save_grid(shown, run_dir / filename, scale=max(1, 56 // dataset.image_shape[-1]))
+
+
+def _secondary_process() -> bool:
+    """True in every process of a multi-process run except the first (rank 0 of node 0)."""
+    return any(int(os.environ.get(name, "0")) > 0 for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
 def _batches_in(checkpoint: Path) -> int:

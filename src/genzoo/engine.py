@@ -157,7 +157,7 @@ def quiet_lightning() -> None:
 def make_trainer(
     run_dir: Path,
     *,
-    max_epochs: int,
+    max_epochs: int | None,
     max_batches: int | None,
     checkpoint_every: int,
     devices: int | str,
@@ -181,7 +181,7 @@ def make_trainer(
         devices=devices,
         strategy=strategy,
         precision=precision,
-        max_epochs=max_epochs,
+        max_epochs=max_epochs or 1,
         logger=loggers,
         callbacks=callbacks,
         enable_checkpointing=False,

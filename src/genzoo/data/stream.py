@@ -50,16 +50,22 @@ class BatchStream:
         return self._per_epoch(_world()[1])
 
     def batch(self, index: int) -> dict[str, Tensor]:
+        """This process's share of global batch ``index``.
+
+        The global batch and its randomness do not depend on the number of processes, so a DDP run sees exactly
+        the data of a one-process run with the same global batch.
+        """
         rank, world = _world()
         per_epoch = self._per_epoch(world)
         epoch, within = divmod(index, per_epoch)
-        order = self._epoch_order(epoch)
-        start = (within * world + rank) * self.batch_size
-        chosen = order[start : start + self.batch_size]
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + index) * world + rank)
-        out = {"x": prepare(self.images[chosen], self.kind, self.levels, generator)}
+        global_size = self.batch_size * world
+        chosen = self._epoch_order(epoch)[within * global_size : (within + 1) * global_size]
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        prepared = prepare(self.images[chosen], self.kind, self.levels, generator)
+        mine = slice(rank * self.batch_size, (rank + 1) * self.batch_size)
+        out = {"x": prepared[mine]}
         if self.labels is not None:
-            out["y"] = self.labels[chosen]
+            out["y"] = self.labels[chosen][mine]
         return out
 
     def _epoch_order(self, epoch: int) -> Tensor:
