@@ -44,8 +44,12 @@ def log_density_from_distances(distances: Tensor, sigma: float, dims: int) -> Te
 
 
 def parzen_log_density(x: Tensor, samples: Tensor, sigma: float, batch_size: int = 500) -> Tensor:
-    """Parzen-window log p(x) in nats for each row of ``x`` [M, ...] -> [M], kernels at ``samples``."""
-    return log_density_from_distances(squared_distances(x, samples, batch_size), sigma, x[0].numel())
+    """Parzen-window log p(x) in nats for each row of ``x`` [M, ...] -> [M], kernels at ``samples``; computed in
+    chunks of ``batch_size`` rows so memory stays O(batch_size * N)."""
+    dims = x[0].numel()
+    return torch.cat(
+        [log_density_from_distances(squared_distances(chunk, samples), sigma, dims) for chunk in x.split(batch_size)]
+    )
 
 
 def fit_sigma(samples: Tensor, validation: Tensor, bounds: tuple[float, float] = (1e-3, 10.0)) -> float:
