@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.exceptions import Abort, TyperException
 
 from genzoo.errors import GenzooError
 
@@ -80,7 +81,7 @@ def train(
 
 
 def _headline(metrics: dict) -> dict:
-    keys = ("model", "data", "nll_nats", "bits_per_dim", "train_images_per_second")
+    keys = ("model", "data", "nll_nats", "bits_per_dim", "frechet_distance", "code_accuracy", "train_images_per_second")
     return {k: metrics[k] for k in keys if k in metrics}
 
 
@@ -145,6 +146,29 @@ def eval_command(
     typer.echo(json.dumps(genzoo.evaluate(model, data), indent=2))
 
 
+metrics_app = typer.Typer(help="The sample-quality metric suite's feature networks.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
+
+
+@metrics_app.command("train-features")
+def train_features(
+    data: Annotated[str, typer.Option(help="Labelled dataset to train the feature classifier on.")] = "mnist",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Directory for DATA.safetensors + DATA.json (default: the package's).")
+    ] = None,
+) -> None:
+    """Train the small per-dataset classifier whose features the sample metrics (FID-style, KID, ...) use."""
+    from genzoo.metrics.features import save_feature_net, train_feature_net
+
+    if epochs < 1:
+        raise GenzooError("--epochs must be at least 1")
+    net, card = train_feature_net(data, epochs=epochs, seed=seed)
+    path = save_feature_net(net, card, out)
+    typer.echo(f"feature net: {path} (test accuracy {card['test_accuracy']:.4f} on {card['test_images']} images)")
+
+
 @app.command()
 def interpolate(
     run: Annotated[Path, typer.Argument(help="Run directory of a latent variable model (vae, aae).")],
@@ -187,10 +211,20 @@ def count(
 
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)
+    except TyperException as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `genzoo` or `genzoo metrics`: show the help
+            typer.echo(err.format_message())
+        else:  # usage errors: one line, like every other error
+            typer.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(2)
+    except Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
     except GenzooError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -32,6 +32,10 @@ class TrainConfig:
 
     lr: float = 1e-3
 
+    def __post_init__(self) -> None:
+        if not 0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+
 
 class GenerativeModel(nn.Module):
     """Base of all registered models."""

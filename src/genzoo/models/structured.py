@@ -97,6 +97,7 @@ class MarkovConfig(TrainConfig):
     lr: float = 1e-2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.order <= 16:
             raise ValueError("order must be between 1 and 16")
 
