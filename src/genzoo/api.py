@@ -84,7 +84,7 @@ class Run:
 
 def train(
     model: str,
-    data: str = "mnist",
+    data: str | None = None,
     *,
     max_epochs: int | None = None,
     max_steps: int | None = None,
@@ -100,7 +100,8 @@ def train(
     samples: int = 64,
     progress: bool = True,
 ) -> Run:
-    """Train ``model`` on ``data`` into a run directory; ``resume=True`` continues ``out`` from its checkpoint."""
+    """Train ``model`` on ``data`` (default: the model's ``default_data``) into a run directory;
+    ``resume=True`` continues ``out`` from its checkpoint."""
     import lightning as L
 
     from genzoo.engine import fit, keep_freed_memory, make_trainer, quiet_lightning
@@ -118,7 +119,7 @@ def train(
         data, seed, batch_size = stored["data"], stored["seed"], stored["batch_size"]
         settings = stored["settings"]
     else:
-        models.get(model)
+        data = data or models.get(model).default_data
         check_dataset_name(data)
         build_config(models.get(model).Config, settings or {})  # fail on bad settings before any file exists
         if _secondary_process():

@@ -38,7 +38,9 @@ def list_command() -> None:
 @app.command()
 def train(
     model: Annotated[str, typer.Argument(help="Model name (see `genzoo list`).")],
-    data: Annotated[str, typer.Option(help="Dataset name, or folder:PATH.")] = "mnist",
+    data: Annotated[
+        Optional[str], typer.Option(help="Dataset name, or folder:PATH (default: the model's, usually mnist).")
+    ] = None,
     max_epochs: Annotated[Optional[int], typer.Option(help="Epochs to train (default 10).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Batches to train (overrides the epoch default).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch per device.")] = 64,

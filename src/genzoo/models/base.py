@@ -44,6 +44,7 @@ class GenerativeModel(nn.Module):
     family: ClassVar[str]  # "likelihood" | "latent" | "adversarial" | "translation"
     Config: ClassVar[type] = TrainConfig
     input_kind: ClassVar[InputKind] = "unit"
+    default_data: ClassVar[str] = "mnist"  # what `genzoo train MODEL` uses without --data
     precision: ClassVar[str] = "32-true"  # Lightning precision used unless the user asks otherwise (measured choice)
 
     def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
