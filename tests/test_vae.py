@@ -12,6 +12,7 @@ import genzoo
 from genzoo.cli import app
 from genzoo.data import load_dataset
 from genzoo.data.transforms import prepare_test
+from genzoo.errors import GenzooError
 from genzoo.latent_tools import interpolate, manifold, slerp, traversal
 from genzoo.models.latent import BernoulliPixels, DiscretizedLogisticPixels
 from genzoo.models.latent.vae import diagonal_gaussian_log_prob, gaussian_kl
@@ -126,7 +127,7 @@ def test_bernoulli_pixels_sum_to_one():
     [
         {},
         {"objective": "iwae", "k": 3},
-        {"architecture": "conv", "likelihood": "logistic", "levels": 17},
+        {"architecture": "conv", "likelihood": "logistic"},
     ],
 )
 def test_training_steps_lower_the_loss_and_log_both_terms(settings):
@@ -142,6 +143,15 @@ def test_training_steps_lower_the_loss_and_log_both_terms(settings):
     for _ in range(30):
         last = model.training_step({"x": x}, step)
     assert float(last["loss"]) < float(first["loss"])
+
+
+def test_logistic_levels_must_match_the_data():
+    model = genzoo.create("vae", (1, 8, 8), hidden=16, latent=2, likelihood="logistic", levels=16)
+    x = digits_batch("levels", 8)  # 256 levels
+    with pytest.raises(GenzooError, match="--set levels=256"):
+        model.training_step({"x": x}, RecordingStep(model.configure_optimizers()))
+    with pytest.raises(GenzooError, match="--set levels=256"):
+        model.evaluate(x, None, 256)
 
 
 def test_interpolation_ends_at_the_reconstructions_and_slerp_keeps_the_norm():

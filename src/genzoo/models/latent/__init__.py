@@ -85,6 +85,14 @@ class LatentModel(GenerativeModel):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def check_levels(self, levels: int) -> None:
+        """The discretized likelihood's bins must be the data's grey levels."""
+        if self.input_kind == "levels" and levels != self.config.levels:
+            raise GenzooError(
+                f"the data has {levels} grey levels but the model has levels={self.config.levels}; "
+                f"train it with --set levels={levels}"
+            )
+
 
 # ---- pixel likelihoods p(x | z) ---------------------------------------------------------------------------------
 

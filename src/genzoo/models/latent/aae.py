@@ -155,6 +155,8 @@ class AAE(LatentModel):
 
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
         x, labels = batch["x"], batch.get("y")
+        if self.input_kind == "levels" and int(x.max()) >= self.config.levels:
+            self.check_levels(int(x.max()) + 1)
         if self.config.supervised:
             if labels is None:
                 raise GenzooError("supervised=true needs a dataset with labels")
@@ -195,6 +197,7 @@ class AAE(LatentModel):
     def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, batch_size: int = 500) -> dict[str, float]:
         """Test reconstruction NLL (nats per image) and the Parzen-window log-likelihood of samples, its sigma
         fitted on the first ``parzen_validation`` test images and the rest scored, in [0, 1] pixel space."""
+        self.check_levels(levels)
         reconstruction = sum(
             float(-self.pixels.log_prob(chunk, self.decoder(self.encode(chunk))).sum()) for chunk in x.split(batch_size)
         )

@@ -106,6 +106,8 @@ class VAE(LatentModel):
 
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
         x = batch["x"]
+        if self.input_kind == "levels" and int(x.max()) >= self.config.levels:
+            self.check_levels(int(x.max()) + 1)
         if self.config.objective == "elbo":
             log_likelihood, _, kl = self.log_weights(x, 1)
             reconstruction = -log_likelihood[0]
@@ -140,6 +142,7 @@ class VAE(LatentModel):
     ) -> dict[str, float]:
         """Test ELBO and IWAE NLL in nats per image and bits/dim (discrete data: dequantized densities get
         + D log L, as in :func:`genzoo.metrics.likelihood.nll_metrics`), plus the mean KL term."""
+        self.check_levels(levels)
         k = k or self.config.eval_k
         elbo_sum = iwae_sum = kl_sum = 0.0
         for chunk in x.split(batch_size):
