@@ -210,7 +210,8 @@ def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None
     figures = getattr(network, "figures", None)
     if figures is None:
         return
-    x = prepare_test(dataset.test[:64], network.input_kind, dataset.levels)
+    spread = torch.linspace(0, len(dataset.test) - 1, min(64, len(dataset.test))).long()  # test sets may be sorted
+    x = prepare_test(dataset.test[spread], network.input_kind, dataset.levels)
     for filename, images in figures(x).items():
         shown = to_unit_range(images, network.input_kind, dataset.levels)
         save_grid(shown, run_dir / filename, scale=max(1, 56 // dataset.image_shape[-1]))
