@@ -1,0 +1,152 @@
+"""One table for every registered model: same data, same budget, measured through the real engine.
+
+    GENZOO_DATA_DIR=../shared/data python benchmarks/run_all.py [--steps 200] [--models nade dcgan ...]
+
+For each model (in its own process, so peak RSS is its own): training img/s in fp32 and, where the model's
+measured default differs, in that fast path; the time to sample 64 images; peak RSS; the model's headline quality
+metric after the budget. It also measures this machine's matrix-multiply peak (fp32 and bf16 GFLOP/s) and reports
+the fraction of the fp32 peak that DCGAN's training achieves. Writes the table into benchmarks/RESULTS.md
+between the "run_all" markers.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+QUALITY_KEYS = ["nll_nats", "iwae_nll_nats", "fid", "frechet_distance", "target_accuracy", "mask_iou"]
+RESULTS = Path(__file__).with_name("RESULTS.md")
+BEGIN, END = "<!-- run_all: begin -->", "<!-- run_all: end -->"
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a square matrix multiply (the best of ``repeats``)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def flops_per_batch(name: str, batch_size: int) -> int:
+    """FLOPs of one training batch (forward and backward of every update the model makes), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import genzoo
+    from genzoo.data import load_dataset
+    from genzoo.data.stream import BatchStream
+
+    cls = genzoo.registry.models.get(name)
+    dataset = load_dataset(cls.default_data)
+    model = genzoo.create(name, dataset.image_shape)
+    optimizers = model.configure_optimizers()
+    stream = BatchStream(dataset.train, dataset.train_labels, batch_size, model.input_kind, dataset.levels, 0)
+
+    class Step:
+        batch_index, max_batches = 0, 1
+
+        def optimize(self, loss, optimizer="model"):
+            optimizers[optimizer].zero_grad()
+            loss.backward()
+            optimizers[optimizer].step()
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.training_step(stream.batch(0), Step())
+    return counter.get_total_flops()
+
+
+def measure(name: str, steps: int, batch_size: int) -> dict:
+    import genzoo
+    from genzoo.registry import models
+
+    cls = models.get(name)
+    row = {"model": name, "family": cls.family, "data": cls.default_data}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, precision in [("fp32", "32-true"), ("fast", cls.precision)]:
+            if label == "fast" and precision == "32-true":
+                break
+            run = genzoo.train(
+                name, max_steps=steps, batch_size=batch_size, out=Path(tmp) / label, precision=precision,
+                progress=False, samples=64,
+            )  # fmt: skip
+            row[f"img_per_s_{label}"] = run.metrics["train_images_per_second"]
+            row["precision"] = precision
+            row["sample_64_s"] = run.metrics["sample_seconds"]
+            quality = next((k for k in QUALITY_KEYS if k in run.metrics), None)
+            row["quality"] = f"{quality} {run.metrics[quality]:.4g}" if quality else "-"
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    best = max(row.get("img_per_s_fast", 0), row["img_per_s_fp32"])
+    row["gflops"] = flops_per_batch(name, batch_size) / batch_size * best / 1e9
+    return row
+
+
+def table(rows: list[dict], steps: int, batch_size: int, peaks: dict) -> str:
+    lines = [
+        f"Measured {date.today()} on {platform.machine()} ({torch.get_num_threads()} threads), "
+        f"torch {torch.__version__}, {steps} batches of {batch_size} per model on its default data.",
+        f"Matrix-multiply peak: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16.",
+        "",
+        "| model | family | data | train img/s fp32 | fast path | img/s fast | achieved GFLOP/s (% fp32 peak) |"
+        " 64 samples (s) | peak RSS (MB) | quality |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        fast = f"{r['img_per_s_fast']:,.0f}" if "img_per_s_fast" in r else "-"
+        # torch counts matmul/conv FLOPs only: models made of other ops (NADE's gathers) show "-"
+        achieved = f"{r['gflops']:.1f} ({100 * r['gflops'] / peaks['fp32']:.0f}%)" if r["gflops"] else "-"
+        lines.append(
+            f"| {r['model']} | {r['family']} | {r['data']} | {r['img_per_s_fp32']:,.0f} | {r['precision']} | {fast} | "
+            f"{achieved} | {r['sample_64_s']:.2f} | {r['peak_rss_mb']:,.0f} | {r['quality']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--models", nargs="*")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.steps, args.batch_size)))
+        return
+    import genzoo
+
+    rows = []
+    for name in args.models or genzoo.list_models():
+        command = [sys.executable, __file__, "--one", name, "--steps", str(args.steps)]
+        command += ["--batch-size", str(args.batch_size)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{name}: failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    text = table(rows, args.steps, args.batch_size, peaks)
+    print(text)
+    if not args.no_write:
+        current = RESULTS.read_text()
+        if BEGIN in current:
+            head, rest = current.split(BEGIN)
+            current = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
+        else:
+            current += f"\n## Every model, one table (benchmarks/run_all.py)\n\n{BEGIN}\n{text}\n{END}\n"
+        RESULTS.write_text(current)
+
+
+if __name__ == "__main__":
+    main()
