@@ -190,6 +190,19 @@ def interpolate(
 
 
 @app.command()
+def translate(
+    run: Annotated[Path, typer.Argument(help="Run directory of a translation model (cyclegan, stargan).")],
+    input: Annotated[Path, typer.Option(help="PNG/JPEG image to translate.")],
+    to: Annotated[str, typer.Option(help="Target: A or B (cyclegan); attributes such as thick,red (stargan).")],
+    out: Annotated[Optional[Path], typer.Option(help="PNG of input and translation (default INPUT-to-TO.png).")] = None,
+) -> None:
+    """Translate one image with a trained translation model; writes the input and its translation side by side."""
+    from genzoo.models.translation import translate_file
+
+    typer.echo(f"translation: {translate_file(run, input, to, out)}")
+
+
+@app.command()
 def count(
     pixels: Annotated[int, typer.Argument(help="Number of binary pixels n.")],
     order: Annotated[int, typer.Option(help="Markov order k.")] = 2,

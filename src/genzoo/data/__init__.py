@@ -62,4 +62,5 @@ def check_dataset_name(name: str) -> None:
         raise GenzooError("folder: needs a path, e.g. folder:~/pictures")
 
 
-from genzoo.data import sources  # noqa: E402,F401  (registers the datasets)
+# importing these registers their datasets (attribute views: mnist-attributes, fashion-attributes)
+from genzoo.data import domains, sources  # noqa: E402,F401

@@ -1,0 +1,126 @@
+"""Conditional and translation GANs after a fixed CPU budget: CycleGAN, StarGAN, text-to-image (GAN-INT-CLS).
+
+Each model is trained through the real engine (``genzoo.train``) on ``mnist-attributes`` for as many batches as
+its measured speed allows in the budget (a few batches are timed first), then evaluated by its own ``evaluate``
+(attributes read by the training-free measures, class by the shipped digit classifier). Prints one table.
+
+    flock /tmp/genzoo-bench.lock python benchmarks/bench_translation.py            # 480 s per model
+    flock /tmp/genzoo-bench.lock python benchmarks/bench_translation.py --quick 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import genzoo
+from genzoo.data import load_dataset
+from genzoo.data.stream import BatchStream
+
+MODELS = ("cyclegan", "stargan", "text2image")
+HEADLINES = {
+    "cyclegan": (
+        "a_to_b_target_accuracy",
+        "a_to_b_class_preservation",
+        "a_to_b_cycle_l1",
+        "b_to_a_target_accuracy",
+        "b_to_a_class_preservation",
+        "a_to_b_frechet_distance",
+    ),
+    "stargan": (
+        "thickness_target_accuracy",
+        "slant_target_accuracy",
+        "colour_target_accuracy",
+        "background_target_accuracy",
+        "class_preservation",
+        "reconstruction_l1",
+    ),
+    "text2image": (
+        "held_out_caption_match",
+        "held_out_class_match",
+        "held_out_attributes_match",
+        "train_phrasing_caption_match",
+        "held_out_frechet_distance",
+    ),
+}
+
+
+class TimingStep:
+    """A bare Step (no Lightning) for timing a few batches."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.optimizers = model.configure_optimizers()
+        self.batch_index, self.max_batches = 0, None
+
+    def optimize(self, loss: torch.Tensor, optimizer: str = "model") -> None:
+        self.optimizers[optimizer].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[optimizer].step()
+
+
+def seconds_per_batch(name: str, data: str, batch_size: int, batches: int = 4) -> float:
+    dataset = load_dataset(data)
+    model = genzoo.create(name, dataset.image_shape)
+    stream = BatchStream(dataset.train, dataset.train_labels, batch_size, model.input_kind, dataset.levels, 0)
+    step = TimingStep(model)
+    model.training_step(stream.batch(0), step)  # warm-up
+    started = time.perf_counter()
+    for index in range(1, batches + 1):
+        step.batch_index = index
+        model.training_step(stream.batch(index), step)
+    return (time.perf_counter() - started) / batches
+
+
+def run(name: str, data: str, budget: float, batch_size: int, out: Path) -> dict:
+    steps = max(2, int(budget / seconds_per_batch(name, data, batch_size)))
+    started = time.perf_counter()
+    result = genzoo.train(name, data, max_steps=steps, batch_size=batch_size, out=out / name, progress=False)
+    total = time.perf_counter() - started
+    metrics = dict(result.metrics)
+    metrics.update(steps=steps, wall_seconds=total)
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", type=float, default=None, help="seconds of training per model (smoke run)")
+    parser.add_argument("--budget", type=float, default=480.0, help="seconds of training per model (full mode)")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--data", default="mnist-attributes")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=None, help="keep the run directories here")
+    parser.add_argument("--json", type=Path, default=None, help="also write all metrics as JSON")
+    args = parser.parse_args()
+    budget = args.quick if args.quick is not None else args.budget
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-translation-"))
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, budget {budget:.0f} s per model"
+    )
+    rows = {}
+    for name in args.models.split(","):
+        rows[name] = run(name, args.data, budget, args.batch_size, out)
+        rows[name]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows[name]["load_average_after"] = os.getloadavg()[0]
+    print(f"| model | steps | train img/s | sample s | peak RSS MB | load after | {' | '.join(['metrics'])} |")
+    print("|---|---|---|---|---|---|---|")
+    for name, m in rows.items():
+        shown = ", ".join(f"{k} {m[k]:.3f}" for k in HEADLINES[name] if isinstance(m.get(k), float))
+        print(
+            f"| {name} | {m['steps']} | {m['train_images_per_second']:.1f} | {m['sample_seconds']:.2f} | "
+            f"{m['peak_rss_mb']:.0f} | {m['load_average_after']:.1f} | {shown} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=str))
+    print(f"runs: {out}")
+
+
+if __name__ == "__main__":
+    main()

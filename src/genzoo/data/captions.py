@@ -1,0 +1,142 @@
+"""Sentences describing attribute-view images ("a thick red seven leaning left"), and a user's captioned images.
+
+A caption is generated from a label row [class, thickness, slant, colour, background] (see
+:mod:`genzoo.data.domains`) by drawing a template and one synonym per slot with a seeded generator, so a model can
+caption its batches on the fly and the engine's batches stay ``{"x", "y"}``. Templates come in two disjoint sets:
+``TRAIN_TEMPLATES`` for training and ``HELD_OUT_TEMPLATES`` (different word orders and sentence frames) for testing
+whether the text encoder generalizes to phrasings it never saw; both use the same word list, so the vocabulary is
+closed and fixed by this module (a trained model can always re-encode text).
+
+A user's own data: a folder of images with a ``captions.txt`` of ``filename<TAB>caption`` lines, read by
+:func:`read_captioned_folder`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from genzoo.errors import GenzooError
+
+CLASS_WORDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "mnist": (
+        ("zero", "0", "digit zero"),
+        ("one", "1", "digit one"),
+        ("two", "2", "digit two"),
+        ("three", "3", "digit three"),
+        ("four", "4", "digit four"),
+        ("five", "5", "digit five"),
+        ("six", "6", "digit six"),
+        ("seven", "7", "digit seven"),
+        ("eight", "8", "digit eight"),
+        ("nine", "9", "digit nine"),
+    ),
+    "fashion-mnist": (
+        ("t-shirt", "top", "tee"),
+        ("trousers", "pants", "pair of trousers"),
+        ("pullover", "jumper", "sweater"),
+        ("dress", "frock", "gown"),
+        ("coat", "jacket", "overcoat"),
+        ("sandal", "sandals", "open shoe"),
+        ("shirt", "blouse", "button shirt"),
+        ("sneaker", "trainer", "running shoe"),
+        ("bag", "handbag", "purse"),
+        ("ankle boot", "boot", "short boot"),
+    ),
+}
+# per attribute group (order of domains.ATTRIBUTE_GROUPS), per value: synonyms
+ATTRIBUTE_WORDS: tuple[tuple[tuple[str, ...], ...], ...] = (
+    (("thin", "slim", "fine", "narrow"), ("thick", "bold", "heavy", "fat")),
+    (("leaning left", "slanted left", "tilted to the left"), ("leaning right", "slanted right", "tilted to the right")),
+    (
+        ("white", "pale", "snow white"),
+        ("red", "crimson", "scarlet"),
+        ("green", "emerald", "lime"),
+        ("blue", "navy", "azure"),
+    ),
+    (("on black", "on a dark background", "on dark"), ("inverted", "on a light background", "in negative")),
+)
+TRAIN_TEMPLATES = (
+    "a {thickness} {colour} {class} {slant} {background}",
+    "{class} drawn in {colour} , {thickness} and {slant} , {background}",
+    "a {colour} {class} , {thickness} , {slant} {background}",
+    "{thickness} strokes : a {colour} {class} {slant} {background}",
+    "this is a {thickness} {class} in {colour} {slant} {background}",
+)
+HELD_OUT_TEMPLATES = (
+    "{background} , a {class} {slant} drawn {thickness} in {colour}",
+    "the {class} is {colour} and {thickness} , {slant} , {background}",
+    "{slant} , a {thickness} {colour} {class} {background}",
+)
+SLOTS = ("thickness", "slant", "colour", "background")
+PAD, UNKNOWN = "<pad>", "<unk>"
+CAPTIONS_FILE = "captions.txt"
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words and punctuation marks (hyphenated words stay whole: ``t-shirt``)."""
+    return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*|[,:.]", text.lower())
+
+
+def vocabulary(classes: str) -> list[str]:
+    """The closed, sorted word list of every template and synonym for ``classes`` (pad first, unknown second)."""
+    if classes not in CLASS_WORDS:
+        raise GenzooError(f"no caption words for {classes!r}; known: {', '.join(CLASS_WORDS)}")
+    phrases = [*TRAIN_TEMPLATES, *HELD_OUT_TEMPLATES]
+    phrases += [w for synonyms in CLASS_WORDS[classes] for w in synonyms]
+    phrases += [w for group in ATTRIBUTE_WORDS for synonyms in group for w in synonyms]
+    words = {token for phrase in phrases for token in tokenize(re.sub(r"\{\w+\}", " ", phrase))}
+    return [PAD, UNKNOWN, *sorted(words)]
+
+
+def caption(labels: Tensor, classes: str, generator: torch.Generator, held_out: bool = False) -> list[str]:
+    """One sentence per label row [N, 1 + groups]; templates and synonyms drawn from ``generator``."""
+    templates = HELD_OUT_TEMPLATES if held_out else TRAIN_TEMPLATES
+    class_words = CLASS_WORDS[classes]
+    sentences = []
+    for row in labels.tolist():
+        template = templates[int(torch.randint(len(templates), (), generator=generator))]
+        words = {"class": _pick(class_words[row[0]], generator)}
+        for slot, group, value in zip(SLOTS, ATTRIBUTE_WORDS, row[1:]):
+            words[slot] = _pick(group[value], generator)
+        sentences.append(template.format(**words))
+    return sentences
+
+
+def _pick(options: tuple[str, ...], generator: torch.Generator) -> str:
+    return options[int(torch.randint(len(options), (), generator=generator))]
+
+
+def encode(sentences: list[str], words: list[str]) -> Tensor:
+    """Sentences -> token ids [N, T] padded with 0 (T = the longest sentence); unknown words map to 1."""
+    index = {w: i for i, w in enumerate(words)}
+    tokens = [[index.get(t, 1) for t in tokenize(s)] or [1] for s in sentences]
+    out = torch.zeros(len(tokens), max(len(t) for t in tokens), dtype=torch.long)
+    for row, ids in enumerate(tokens):
+        out[row, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+def read_captioned_folder(path: str | Path) -> tuple[list[Path], list[str]]:
+    """A user's folder: image paths and their captions from ``captions.txt`` (``filename<TAB>caption`` lines)."""
+    root = Path(path).expanduser()
+    listing = root / CAPTIONS_FILE
+    if not listing.is_file():
+        raise GenzooError(f"{root} has no {CAPTIONS_FILE} (lines: filename<TAB>caption)")
+    files, sentences = [], []
+    for number, line in enumerate(listing.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        name, tab, text = line.partition("\t")
+        if not tab or not text.strip():
+            raise GenzooError(f"{listing}:{number}: expected filename<TAB>caption")
+        if not (root / name).is_file():
+            raise GenzooError(f"{listing}:{number}: no image {name} in {root}")
+        files.append(root / name)
+        sentences.append(text.strip())
+    if not files:
+        raise GenzooError(f"{listing} lists no images")
+    return files, sentences

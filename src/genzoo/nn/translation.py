@@ -1,0 +1,163 @@
+"""Layers of the image-to-image translation GANs (CycleGAN, StarGAN), written once.
+
+- :class:`ResnetGenerator`: Johnson et al. (2016)'s network as CycleGAN uses it (c7s1-k, two stride-2 down
+  convolutions, residual blocks, two stride-2 up convolutions, c7s1-3 + tanh; instance norm, reflection padding),
+  optionally fed extra condition channels (StarGAN's spatially replicated target label).
+- :class:`PatchDiscriminator`: the PatchGAN of Isola et al. (2017), one real/fake score per overlapping patch,
+  scaled to 28x28 images (two stride-2 layers and one stride-1 layer, receptive field 22 pixels instead of 70);
+  optionally an auxiliary classification head over the whole image (StarGAN's D_cls).
+- :class:`ImagePool`: Shrivastava et al. (2017)'s history of generated images that CycleGAN shows its
+  discriminators (buffer of 50; once full, each query returns a stored image with probability 1/2, swapping in
+  the new one).
+- :func:`replicate` and :func:`one_hot_groups`: label vectors as images for conditioning.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ResidualBlock(nn.Module):
+    """x + conv-norm-relu-conv-norm(x), 3x3 convolutions with reflection padding."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels, affine=True),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """Images [B, C, H, W] in [-1, 1] (plus ``condition_channels`` label maps) -> images [B, C_out, H, W] in [-1, 1].
+
+    H and W must be divisible by 4 (two down- and up-samplings).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        out_channels: int | None = None,
+        width: int = 32,
+        blocks: int = 6,
+        condition_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        out_channels = out_channels or channels
+
+        def down(inputs: int, outputs: int) -> list[nn.Module]:
+            return [nn.Conv2d(inputs, outputs, 3, 2, 1), nn.InstanceNorm2d(outputs, affine=True), nn.ReLU(True)]
+
+        def up(inputs: int, outputs: int) -> list[nn.Module]:
+            return [
+                nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1),
+                nn.InstanceNorm2d(outputs, affine=True),
+                nn.ReLU(True),
+            ]
+
+        self.network = nn.Sequential(
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels + condition_channels, width, 7),
+            nn.InstanceNorm2d(width, affine=True),
+            nn.ReLU(True),
+            *down(width, 2 * width),
+            *down(2 * width, 4 * width),
+            *(ResidualBlock(4 * width) for _ in range(blocks)),
+            *up(4 * width, 2 * width),
+            *up(2 * width, width),
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(width, out_channels, 7),
+            nn.Tanh(),
+        )
+
+    def forward(self, images: Tensor, condition: Tensor | None = None) -> Tensor:
+        if condition is not None:
+            images = torch.cat([images, replicate(condition, *images.shape[-2:])], 1)
+        return self.network(images)
+
+
+class PatchDiscriminator(nn.Module):
+    """Images -> patch logits [B, 1, h, w] and, with ``classes`` > 0, class logits [B, classes] (else None).
+
+    ``normalization`` is "instance" (CycleGAN) or "none" (StarGAN's critic: the gradient penalty is defined per
+    sample, which batch statistics would break; the paper's D has no normalization).
+    """
+
+    def __init__(
+        self, channels: int, image_size: int, width: int = 64, classes: int = 0, normalization: str = "instance"
+    ) -> None:
+        super().__init__()
+
+        def norm(features: int) -> nn.Module:
+            return nn.InstanceNorm2d(features, affine=True) if normalization == "instance" else nn.Identity()
+
+        self.trunk = nn.Sequential(
+            nn.Conv2d(channels, width, 4, 2, 1),  # H/2
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),  # H/4
+            norm(2 * width),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * width, 4 * width, 3, 1, 1),
+            norm(4 * width),
+            nn.LeakyReLU(0.2, True),
+        )
+        self.patch_head = nn.Conv2d(4 * width, 1, 3, 1, 1)
+        # StarGAN's D_cls: a convolution whose kernel covers the whole remaining feature map
+        self.class_head = nn.Conv2d(4 * width, classes, image_size // 4) if classes else None
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        features = self.trunk(images)
+        classes = None if self.class_head is None else self.class_head(features).flatten(1)
+        return self.patch_head(features), classes
+
+
+class ImagePool:
+    """A history of up to ``size`` generated images; ``size`` 0 passes images through."""
+
+    def __init__(self, size: int = 50, generator: torch.Generator | None = None) -> None:
+        self.size = size
+        self.images: list[Tensor] = []
+        self.generator = generator
+
+    def query(self, images: Tensor) -> Tensor:
+        """Images [B, ...] (detached) -> as many images, each the new one or, with probability 1/2 once the pool
+        is full, a stored one (which the new one then replaces)."""
+        if self.size == 0:
+            return images
+        chosen = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                chosen.append(image)
+            elif torch.rand((), generator=self.generator) < 0.5:
+                slot = int(torch.randint(self.size, (), generator=self.generator))
+                chosen.append(self.images[slot])
+                self.images[slot] = image.clone()
+            else:
+                chosen.append(image)
+        return torch.stack(chosen)
+
+
+def replicate(condition: Tensor, height: int, width: int) -> Tensor:
+    """Label vectors [B, K] -> constant label maps [B, K, H, W] (StarGAN's spatial replication)."""
+    return condition[:, :, None, None].expand(-1, -1, height, width)
+
+
+def one_hot_groups(values: Tensor, sizes: tuple[int, ...]) -> Tensor:
+    """Value indices [B, G] of G groups with ``sizes`` -> concatenated one-hot vectors [B, sum(sizes)]."""
+    return torch.cat([F.one_hot(values[:, g], size) for g, size in enumerate(sizes)], 1).float()
+
+
+def group_logits(logits: Tensor, sizes: tuple[int, ...]) -> list[Tensor]:
+    """Concatenated logits [B, sum(sizes)] -> one [B, size] logit block per group."""
+    return list(logits.split(list(sizes), 1))

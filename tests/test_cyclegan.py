@@ -1,0 +1,137 @@
+"""CycleGAN: the cycle loss vanishes exactly for inverse maps, the image pool's probability, a real optimisation
+step, and the CLI end to end with ``genzoo translate``."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import genzoo
+from genzoo.cli import app
+from genzoo.errors import GenzooError
+from genzoo.models.translation import cycle_loss, linear_decay
+from genzoo.models.translation.cyclegan import domain_members
+from genzoo.nn.translation import ImagePool
+
+TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
+runner = CliRunner()
+
+
+class OptimizerStep:
+    def __init__(self, model, batch_index=0, max_batches=None):
+        self.optimizers = model.configure_optimizers()
+        self.batch_index, self.max_batches = batch_index, max_batches
+        self.calls = []
+
+    def optimize(self, loss, optimizer="model"):
+        self.calls.append(optimizer)
+        self.optimizers[optimizer].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[optimizer].step()
+
+
+class Affine(nn.Module):
+    def __init__(self, scale, shift):
+        super().__init__()
+        self.scale, self.shift = nn.Parameter(torch.tensor(scale)), nn.Parameter(torch.tensor(shift))
+
+    def forward(self, x):
+        return self.scale * x + self.shift
+
+
+def attribute_batch(n=16):
+    labels = torch.zeros(n, 5, dtype=torch.long)
+    labels[:, 0] = torch.arange(n) % 10
+    labels[:, 1] = torch.arange(n) % 2  # thin / thick alternate
+    return {"x": torch.rand(n, 3, 28, 28) * 2 - 1, "y": labels}
+
+
+def test_cycle_loss_is_zero_for_inverse_maps_and_positive_otherwise():
+    model = genzoo.create("cyclegan", (3, 28, 28), **TINY)
+    model.generator_ab, model.generator_ba = Affine(2.0, 0.5), Affine(0.5, -0.25)  # exact inverses
+    batch = attribute_batch()
+    a, b = batch["x"][::2], batch["x"][1::2]
+    assert float(model.generator_losses(a, b)["cycle_loss"]) == pytest.approx(0.0, abs=1e-6)
+    model.generator_ba = Affine(0.5, 0.0)  # no longer the inverse: error |0.25| per pixel in each direction
+    assert float(model.generator_losses(a, b)["cycle_loss"]) == pytest.approx(0.25 + 0.5, rel=1e-5)
+    assert cycle_loss(torch.ones(2, 3), torch.zeros(2, 3)) == 1.0
+
+
+def test_image_pool_returns_history_with_probability_one_half():
+    generator = torch.Generator().manual_seed(0)
+    pool = ImagePool(50, generator)
+    first = torch.arange(50.0)[:, None]
+    assert torch.equal(pool.query(first), first)  # while filling, every image passes through and is stored
+    queries, from_history = 4000, 0
+    for i in range(queries):
+        new = torch.tensor([[1000.0 + i]])
+        returned = pool.query(new)
+        from_history += int(returned.item() != new.item())
+        assert len(pool.images) == 50
+    # Binomial(4000, 1/2): standard deviation ~32, so 0.5 +- 0.04 is more than 6 sigma
+    assert abs(from_history / queries - 0.5) < 0.04
+    assert ImagePool(0).query(first) is first
+
+
+def test_returned_history_images_are_past_generated_images():
+    pool = ImagePool(4, torch.Generator().manual_seed(1))
+    seen = set()
+    for i in range(200):
+        value = float(i)
+        returned = pool.query(torch.tensor([[value]])).item()
+        assert returned == value or returned in seen
+        seen.add(value)
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero():
+    assert [linear_decay(t, 100, 0.5) for t in (0, 50, 75, 100)] == [1.0, 1.0, 0.5, 0.0]
+    assert linear_decay(10, None, 0.5) == 1.0
+
+
+def test_batches_are_split_into_domains_by_their_labels():
+    labels = attribute_batch(6)["y"]
+    labels[:, 3] = torch.tensor([1, 1, 0, 0, 1, 0])  # colour red / white
+    assert domain_members(labels, {0: 1, 2: 1}).tolist() == [False, True, False, False, False, False]
+
+
+def test_a_real_training_step_updates_all_four_networks():
+    model = genzoo.create("cyclegan", (3, 28, 28), **TINY)
+    networks = (model.generator_ab, model.generator_ba, model.discriminator_a, model.discriminator_b)
+    before = [[p.detach().clone() for p in n.parameters()] for n in networks]
+    step = OptimizerStep(model, batch_index=75, max_batches=100)
+    logs = model.training_step(attribute_batch(), step)
+    assert step.calls == ["generator", "discriminator"]
+    assert logs["lr_factor"] == 0.5 and step.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-4)
+    for network, old in zip(networks, before):
+        assert any(not torch.equal(a, b) for a, b in zip(old, network.parameters()))
+    assert all(torch.isfinite(v) for v in logs.values())
+
+
+def test_overlapping_domains_are_refused():
+    with pytest.raises(GenzooError, match="overlap"):
+        genzoo.create("cyclegan", (3, 28, 28), domain_a="thin", domain_b="red")
+
+
+def test_cli_trains_samples_and_translates(tmp_path):
+    run = tmp_path / "run"
+    settings = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    result = runner.invoke(
+        app,
+        ["train", "cyclegan", "--data", "mnist-attributes", "--max-steps", "2", "--batch-size", "16",
+         "--set", "eval_images=64", "--out", str(run), *settings],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"a_to_b_target_accuracy", "a_to_b_cycle_l1", "b_to_a_target_accuracy"} <= set(metrics)
+    assert (run / "samples.png").is_file() and (run / "translations.png").is_file()
+
+    from PIL import Image
+
+    Image.new("RGB", (28, 28)).save(tmp_path / "digit.png")
+    result = runner.invoke(app, ["translate", str(run), "--input", str(tmp_path / "digit.png"), "--to", "B"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "digit-to-B.png").size[0] > 28
+    result = runner.invoke(app, ["translate", str(run), "--input", str(tmp_path / "digit.png"), "--to", "C"])
+    assert result.exit_code != 0

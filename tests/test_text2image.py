@@ -1,0 +1,120 @@
+"""GAN-INT-CLS: the matching-aware discriminator sees the three pairs, the joint embedding loss, interpolation,
+a real optimisation step of all three optimizers, and ``genzoo sample RUN --text`` end to end."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+import genzoo
+from genzoo.cli import app
+from genzoo.models.adversarial.text2image import joint_embedding_loss
+
+TINY = {"width": 8, "latent_dim": 8, "text_dim": 8, "compressed_dim": 4, "word_dim": 8}
+runner = CliRunner()
+
+
+class OptimizerStep:
+    def __init__(self, model):
+        self.optimizers = model.configure_optimizers()
+        self.batch_index, self.max_batches = 0, None
+        self.calls = []
+
+    def optimize(self, loss, optimizer="model"):
+        self.calls.append(optimizer)
+        self.optimizers[optimizer].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[optimizer].step()
+
+
+def attribute_batch(n=8):
+    labels = torch.stack(
+        [torch.arange(n) % 10, *(torch.arange(n) // k % s for k, s in ((1, 2), (2, 2), (1, 4), (4, 2)))], 1
+    )
+    return {"x": torch.rand(n, 3, 28, 28) * 2 - 1, "y": labels}
+
+
+class RecordingDiscriminator(torch.nn.Module):
+    """Returns a fixed logit per kind of pair and records which (images, text) pairs it was shown."""
+
+    def __init__(self, real, fake, right, wrong):
+        super().__init__()
+        self.known = {"real": real, "fake": fake, "right": right, "wrong": wrong}
+        self.logits = {("real", "right"): 2.0, ("real", "wrong"): -1.0, ("fake", "right"): 0.5}
+        self.seen = []
+
+    def kind(self, tensor, names):
+        return next(name for name in names if torch.equal(tensor, self.known[name]))
+
+    def forward(self, images, text):
+        pair = (self.kind(images, ("real", "fake")), self.kind(text, ("right", "wrong")))
+        self.seen.append(pair)
+        return torch.full((len(images),), self.logits[pair])
+
+
+def test_matching_aware_discriminator_sees_the_three_pairs():
+    model = genzoo.create("text2image", (3, 28, 28), **TINY)
+    real, fake = torch.zeros(4, 3, 28, 28), torch.ones(4, 3, 28, 28)
+    right, wrong = torch.zeros(4, 8), torch.ones(4, 8)
+    model.discriminator = RecordingDiscriminator(real, fake, right, wrong)
+    loss = model.discriminator_losses(real, fake, right, wrong)["loss"]
+    assert sorted(model.discriminator.seen) == [("fake", "right"), ("real", "right"), ("real", "wrong")]
+    # Reed et al.: -log D(x, h) - [log(1 - D(x, h_wrong)) + log(1 - D(G(z, h), h))] / 2
+    sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    expected = -math.log(sigmoid(2.0)) - (math.log(1 - sigmoid(-1.0)) + math.log(1 - sigmoid(0.5))) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_joint_embedding_loss_prefers_matching_pairs_and_counts_equal_labels_as_positives():
+    labels = torch.tensor([[0], [1], [2]])
+    aligned = F.normalize(torch.eye(3), dim=1)
+    shuffled = aligned[[1, 2, 0]]
+    assert joint_embedding_loss(aligned, aligned, labels, 0.1) < joint_embedding_loss(aligned, shuffled, labels, 0.1)
+    # two items with one label are interchangeable: swapping their texts changes nothing
+    twins = torch.tensor([[0], [0], [2]])
+    swapped = aligned[[1, 0, 2]]
+    assert torch.allclose(
+        joint_embedding_loss(aligned, aligned, twins, 0.1), joint_embedding_loss(aligned, swapped, twins, 0.1)
+    )
+
+
+def test_a_real_training_step_updates_text_encoder_discriminator_and_generator():
+    model = genzoo.create("text2image", (3, 28, 28), **TINY)
+    networks = (model.text_encoder, model.discriminator, model.generator)
+    before = [[p.detach().clone() for p in n.parameters()] for n in networks]
+    step = OptimizerStep(model)
+    logs = model.training_step(attribute_batch(), step)
+    assert step.calls == ["text", "discriminator", "generator"]
+    for network, old in zip(networks, before):
+        assert any(not torch.equal(a, b) for a, b in zip(old, network.parameters()))
+    assert all(torch.isfinite(v) for v in logs.values())
+
+
+def test_interpolation_walks_from_one_sentence_to_the_other():
+    model = genzoo.create("text2image", (3, 28, 28), **TINY).eval()
+    torch.manual_seed(1)
+    path = model.sample(5, interpolate="a thin red one | a thick blue seven")
+    torch.manual_seed(1)
+    ends = model.generator(model.latent(1).expand(2, -1), model.embed(["a thin red one", "a thick blue seven"]))
+    assert torch.allclose(path[0], ends[0], atol=1e-5) and torch.allclose(path[-1], ends[1], atol=1e-5)
+
+
+def test_cli_trains_and_samples_from_a_sentence(tmp_path):
+    run = tmp_path / "run"
+    settings = [arg for key, value in {**TINY, "eval_images": 64}.items() for arg in ("--set", f"{key}={value}")]
+    result = runner.invoke(
+        app,
+        ["train", "text2image", "--data", "mnist-attributes", "--max-steps", "2", "--batch-size", "8",
+         "--out", str(run), *settings],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"held_out_attributes_match", "train_phrasing_attributes_match"} <= set(metrics)
+    assert (run / "samples.png").is_file()
+    out = tmp_path / "three.png"
+    result = runner.invoke(app, ["sample", str(run), "--n", "4", "--text", "a thin blue three", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
