@@ -1,0 +1,180 @@
+"""A small per-dataset classifier whose features stand in for Inception's in every sample-quality metric.
+
+Inception-v3 weights cannot be downloaded here, and an ImageNet network is a poor judge of 28x28 grey digits
+anyway, so genzoo follows the usual offline practice: a small CNN trained on the dataset's own labels (the recipe
+is :func:`train_feature_net`, run by ``genzoo metrics train-features --data NAME``), shipped as a small
+safetensors file next to a JSON card with its test accuracy. Its 128-d penultimate activations are the feature
+space of the Fréchet distance, KID and precision/recall; its class probabilities give the Inception-Score analogue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from genzoo.errors import GenzooError
+
+FEATURE_DIM = 128
+SHIFT_PIXELS = 2  # training augmentation: random translations of up to this many pixels
+
+
+class FeatureNet(nn.Module):
+    """Images in [0, 1] [B, C, H, W] -> 128-d features (``features``) and class logits (``forward``)."""
+
+    def __init__(self, channels: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),  # 14x14 for 28x28 images
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 128, 3, stride=2, padding=1),  # 7x7
+            nn.ReLU(),
+            nn.Conv2d(128, 128, 3, stride=2, padding=1),  # 4x4
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),  # keeps where strokes are (a global pool loses it), any input size
+            nn.Flatten(),
+            nn.Linear(128 * 16, FEATURE_DIM),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Linear(FEATURE_DIM, classes)
+
+    def features(self, images: Tensor) -> Tensor:
+        return self.trunk(images * 2 - 1)  # [B, 128]
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.classifier(self.features(images))
+
+
+@dataclass
+class LoadedFeatureNet:
+    """A trained feature net and its card (dataset, test accuracy, recipe)."""
+
+    name: str
+    net: FeatureNet
+    card: dict
+
+    @torch.no_grad()
+    def features_and_probabilities(self, images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+        """Images in [0, 1] -> float64 features [N, 128] and class probabilities [N, K]."""
+        features, probabilities = [], []
+        for chunk in images.float().split(batch_size):
+            f = self.net.features(chunk)
+            features.append(f.double())
+            probabilities.append(F.softmax(self.net.classifier(f), -1).double())
+        return torch.cat(features), torch.cat(probabilities)
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("genzoo.metrics") / "weights"))
+
+
+def _safe_name(data: str) -> str:
+    return data.replace("/", "_").replace(":", "_")
+
+
+_cache: dict[Path, LoadedFeatureNet] = {}
+
+
+def load_feature_net(data: str, directory: Path | None = None) -> LoadedFeatureNet:
+    """The shipped feature net for dataset ``data`` (``mnist``, ``fashion-mnist``)."""
+    directory = directory or weights_dir()
+    path = directory / f"{_safe_name(data)}.safetensors"
+    if path not in _cache:
+        if not path.is_file():
+            shipped = sorted(p.stem for p in weights_dir().glob("*.safetensors"))
+            raise GenzooError(
+                f"no feature net for {data!r} (shipped: {', '.join(shipped) or 'none'}); "
+                f"train one with: genzoo metrics train-features --data {data}"
+            )
+        card = json.loads(path.with_suffix(".json").read_text())
+        net = FeatureNet(card["channels"], card["classes"])
+        net.load_state_dict(load_file(path))
+        _cache[path] = LoadedFeatureNet(f"genzoo-features/{data}", net.eval(), card)
+    return _cache[path]
+
+
+def _shift(images: Tensor, generator: torch.Generator) -> Tensor:
+    """Random translations by up to SHIFT_PIXELS, one per image (pad, then crop at a random offset)."""
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (SHIFT_PIXELS,) * 4)
+    dy, dx = torch.randint(0, 2 * SHIFT_PIXELS + 1, (2, batch), generator=generator)
+    rows = (dy[:, None] + torch.arange(height))[:, None, :, None]  # [B, 1, H, 1]
+    cols = (dx[:, None] + torch.arange(width))[:, None, None, :]  # [B, 1, 1, W]
+    index = torch.arange(batch)[:, None, None, None]
+    return padded[index, torch.arange(images.shape[1])[None, :, None, None], rows, cols]
+
+
+@torch.no_grad()
+def accuracy(net: FeatureNet, images: Tensor, labels: Tensor) -> float:
+    net.eval()
+    correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in zip(images.split(1000), labels.split(1000)))
+    return correct / len(labels)
+
+
+def train_feature_net(
+    data: str, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3, seed: int = 0
+) -> tuple[FeatureNet, dict]:
+    """The recipe of the shipped weights: Adam with a cosine schedule, random shifts, on the train split only."""
+    from genzoo.data import load_dataset
+
+    dataset = load_dataset(data)
+    if dataset.train_labels is None:
+        raise GenzooError(f"{data} has no labels to train a feature classifier on")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    unit_train = dataset.train.float() / (dataset.levels - 1)
+    unit_test = dataset.test.float() / (dataset.levels - 1)
+    net = FeatureNet(dataset.image_shape[0], dataset.num_classes or 10)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    steps = epochs * -(-len(unit_train) // batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    started = time.perf_counter()
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(len(unit_train), generator=generator)
+        for index in order.split(batch_size):
+            images = _shift(unit_train[index], generator)
+            loss = F.cross_entropy(net(images), dataset.train_labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    card = {
+        "data": data,
+        "data_source": dataset.source,
+        "channels": dataset.image_shape[0],
+        "classes": dataset.num_classes or 10,
+        "image_shape": list(dataset.image_shape),
+        "test_accuracy": accuracy(net, unit_test, dataset.test_labels),
+        "test_images": len(unit_test),
+        "train_images": len(unit_train),
+        "recipe": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "shift_pixels": SHIFT_PIXELS},
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "parameters": sum(p.numel() for p in net.parameters()),
+    }
+    return net.eval(), card
+
+
+def save_feature_net(net: FeatureNet, card: dict, directory: Path | None = None) -> Path:
+    """Write ``DATA.safetensors`` and its card ``DATA.json`` into ``directory`` (default: the package's)."""
+    from safetensors.torch import save
+
+    from genzoo.runs import atomic_write_bytes
+
+    directory = Path(directory or weights_dir())
+    path = directory / f"{_safe_name(card['data'])}.safetensors"
+    atomic_write_bytes(path, save({k: v.contiguous() for k, v in net.state_dict().items()}))
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    _cache.pop(path, None)
+    return path

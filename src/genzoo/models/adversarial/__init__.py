@@ -1,0 +1,1 @@
+"""Adversarial models: GAN, DCGAN, InfoGAN (and later the conditional and translation GANs)."""

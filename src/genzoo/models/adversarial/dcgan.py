@@ -1,0 +1,87 @@
+"""DCGAN (Radford, Metz & Chintala, ICLR 2016).
+
+The paper's architecture guidelines (Sec. 3): no pooling — strided convolutions in D, fractionally-strided
+(transposed) convolutions in G; batch norm in both, except G's output and D's input layers; ReLU in G with a Tanh
+output; LeakyReLU(0.2) in D; weights from N(0, 0.02); Adam(lr 2e-4, beta1 0.5); the non-saturating loss.
+
+Sizes: G projects z to a ``base`` x ``base`` map (7 for 28x28 images, 4 for 8/16/32/64/... ) and doubles it up to
+the image size, halving the channels each time (``width`` channels before the output layer); D mirrors it and ends
+with a ``base`` x ``base`` convolution to one logit. Departures: the 28x28 variant starts from 7x7 (the paper's
+models start from 4x4 for 64x64 images); the first layer is a ``base`` x ``base`` transposed convolution of z,
+equivalent to the paper's "project and reshape" matrix multiply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from genzoo.errors import GenzooError
+from genzoo.models.adversarial.base import AdversarialConfig, AdversarialModel, normal_init
+from genzoo.registry import models
+
+
+def upsamplings(size: int) -> tuple[int, int]:
+    """(base, k): size = base * 2^k with base <= 7 (28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4))."""
+    base, k = size, 0
+    while base > 7 and base % 2 == 0:
+        base, k = base // 2, k + 1
+    if base > 7 or k == 0:
+        raise GenzooError(f"DCGAN needs an image size of 4..7 times a power of two, got {size}")
+    return base, k
+
+
+def dcgan_generator(latent_dim: int, image_shape: tuple[int, int, int], width: int) -> nn.Sequential:
+    channels, size, _ = image_shape
+    base, k = upsamplings(size)
+    hidden = width * 2 ** (k - 1)
+    layers: list[nn.Module] = [
+        nn.Unflatten(1, (latent_dim, 1, 1)),
+        nn.ConvTranspose2d(latent_dim, hidden, base, 1, 0, bias=False),
+        nn.BatchNorm2d(hidden),
+        nn.ReLU(True),
+    ]
+    for _ in range(k - 1):
+        layers += [nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(hidden // 2)]
+        layers.append(nn.ReLU(True))
+        hidden //= 2
+    layers += [nn.ConvTranspose2d(hidden, channels, 4, 2, 1), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def dcgan_discriminator(image_shape: tuple[int, int, int], width: int) -> nn.Sequential:
+    channels, size, _ = image_shape
+    base, k = upsamplings(size)
+    hidden = width
+    layers: list[nn.Module] = [nn.Conv2d(channels, hidden, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    for _ in range(k - 1):
+        layers += [nn.Conv2d(hidden, hidden * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(hidden * 2)]
+        layers.append(nn.LeakyReLU(0.2, True))
+        hidden *= 2
+    layers.append(nn.Conv2d(hidden, 1, base, 1, 0))  # [B, 1, 1, 1] logits
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class DCGANConfig(AdversarialConfig):
+    width: int = 64  # channels of G's last hidden layer and D's first
+    channels_last: bool = True
+
+
+@models.register("dcgan")
+class DCGAN(AdversarialModel):
+    """Deep convolutional GAN for square images of 28, 32, 64, ... pixels."""
+
+    Config = DCGANConfig
+
+    def __init__(self, config: DCGANConfig, image_shape: tuple[int, int, int]) -> None:
+        super().__init__(config, image_shape)
+        if image_shape[1] != image_shape[2]:
+            raise GenzooError(f"DCGAN needs square images, got {image_shape[1]}x{image_shape[2]}")
+        self.generator = dcgan_generator(config.latent_dim, self.image_shape, config.width)
+        self.discriminator = dcgan_discriminator(self.image_shape, config.width)
+        self.apply(normal_init)
+        if config.channels_last:
+            self.to(memory_format=torch.channels_last)

@@ -1,0 +1,67 @@
+"""GAN (Goodfellow et al., NeurIPS 2014): multilayer perceptrons playing the minimax game of eq. (1).
+
+min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]; for a fixed G the best D is p_data / (p_data + p_g) and the
+game becomes 2 JSD(p_data || p_g) - log 4 (Theorem 1). Training alternates one D step and one G step
+(Algorithm 1 with k=1). ``loss="minimax"`` trains G on log(1 - D(G(z))) exactly; the default
+``"non-saturating"`` trains it on -log D(G(z)), the paper's own recommendation for early training.
+
+The networks follow the paper's MNIST model: G has two ReLU layers of 1200 units; D has two maxout layers
+(240 units of 5 pieces) with dropout. Departures: G outputs Tanh over [-1, 1] pixels instead of a sigmoid over
+[0, 1], and Adam(2e-4, beta1 0.5) replaces SGD with momentum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from genzoo.models.adversarial.base import AdversarialConfig, AdversarialModel
+from genzoo.registry import models
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al. 2013): the maximum of ``pieces`` affine maps per unit."""
+
+    def __init__(self, inputs: int, units: int, pieces: int) -> None:
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(inputs, units * pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).view(-1, self.units, self.pieces).amax(-1)
+
+
+@dataclass
+class GANConfig(AdversarialConfig):
+    generator_hidden: int = 1200
+    discriminator_units: int = 240
+    maxout_pieces: int = 5
+    dropout: float = 0.5
+
+
+@models.register("gan")
+class GAN(AdversarialModel):
+    """The original fully connected GAN."""
+
+    Config = GANConfig
+
+    def __init__(self, config: GANConfig, image_shape: tuple[int, int, int]) -> None:
+        super().__init__(config, image_shape)
+        hidden, units, pieces = config.generator_hidden, config.discriminator_units, config.maxout_pieces
+        self.generator = nn.Sequential(
+            nn.Linear(config.latent_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, self.dims),
+            nn.Tanh(),
+        )
+        self.discriminator = nn.Sequential(
+            nn.Flatten(),
+            Maxout(self.dims, units, pieces),
+            nn.Dropout(config.dropout),
+            Maxout(units, units, pieces),
+            nn.Dropout(config.dropout),
+            nn.Linear(units, 1),
+        )

@@ -1,0 +1,173 @@
+"""GAN, DCGAN, InfoGAN: real optimisation steps, what each update may touch, shapes, codes, and the CLI end to end."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import genzoo
+from genzoo.cli import app
+from genzoo.errors import GenzooError
+from genzoo.models.adversarial.base import frozen
+
+runner = CliRunner()
+SUITE_KEYS = {
+    "feature_net",
+    "real_samples",
+    "generated_samples",
+    "frechet_distance",
+    "kid",
+    "precision",
+    "recall",
+    "inception_score_analogue",
+}
+
+
+class OptimizerStep:
+    """The engine's Step without Lightning: named optimizers, zero-grad + backward + step."""
+
+    def __init__(self, model):
+        self.optimizers = model.configure_optimizers()
+        self.batch_index, self.max_batches = 0, None
+        self.calls = []
+
+    def optimize(self, loss, optimizer="model"):
+        self.calls.append(optimizer)
+        self.optimizers[optimizer].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[optimizer].step()
+
+
+def snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before, module):
+    return all(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
+@pytest.mark.parametrize("name", ["gan", "dcgan", "infogan"])
+def test_each_gan_does_a_real_optimisation_step(name):
+    model = genzoo.create(name)
+    model.train()
+    batch = {"x": torch.rand(8, 1, 28, 28) * 2 - 1}
+    generator_before, discriminator_before = snapshot(model.generator), snapshot(model.discriminator)
+    step = OptimizerStep(model)
+    logs = model.training_step(batch, step)
+    assert step.calls == ["discriminator", "generator"]
+    assert changed(generator_before, model.generator) and changed(discriminator_before, model.discriminator)
+    assert all(torch.isfinite(v) for v in logs.values())
+
+
+def test_generator_update_leaves_the_discriminator_gradients_untouched():
+    model = genzoo.create("dcgan")
+    latent = model.latent(4)
+    losses = model.generator_step(latent, model.generate(latent))
+    losses["loss"].backward()
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.generator.parameters())
+    assert all(p.requires_grad for p in model.discriminator.parameters())  # frozen() restored the flags
+
+
+def test_infogan_information_loss_updates_g_and_q_but_never_d():
+    model = genzoo.create("infogan")
+    latent = model.latent(8)
+    information = model.generator_step(latent, model.generate(latent))["info_loss"]
+    information.backward()
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    for network in (model.generator, model.q_head):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in network.parameters())
+    optimizers = model.configure_optimizers()
+    generator_side = {id(p) for group in optimizers["generator"].param_groups for p in group["params"]}
+    assert generator_side == {id(p) for p in [*model.generator.parameters(), *model.q_head.parameters()]}
+    assert not generator_side & {id(p) for p in model.discriminator.parameters()}
+
+
+def test_infogan_q_learns_the_categorical_code_of_fixed_samples():
+    # the bound's gradient reaches Q: trained on G's samples alone, Q recovers the codes that made them
+    model = genzoo.create("infogan")
+    optimizer = torch.optim.Adam(model.q_head.parameters(), lr=1e-2)
+    latent = model.latent(64)
+    with torch.no_grad():
+        features = model.discriminator.trunk(model.generate(latent))
+    first = float(model.information_losses(latent, features)["categorical_information_bound"])
+    for _ in range(30):
+        losses = model.information_losses(latent, features)
+        optimizer.zero_grad()
+        losses["info_loss"].backward()
+        optimizer.step()
+    assert float(losses["categorical_information_bound"]) > first + 1.0  # nats, out of log 10 = 2.3
+
+
+def test_frozen_restores_flags_even_on_error():
+    layer = torch.nn.Linear(2, 2)
+    layer.bias.requires_grad_(False)
+    with pytest.raises(RuntimeError), frozen(layer):
+        assert not layer.weight.requires_grad
+        raise RuntimeError
+    assert layer.weight.requires_grad and not layer.bias.requires_grad
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64)])
+def test_dcgan_sizes(shape):
+    model = genzoo.create("dcgan", image_shape=shape, width=8).eval()
+    images = model.sample(2)
+    assert images.shape == (2, *shape) and images.abs().max() <= 1
+    assert model.discriminate(images).shape == (2,)
+
+
+def test_dcgan_rejects_sizes_it_cannot_build():
+    with pytest.raises(GenzooError, match="power of two"):
+        genzoo.create("dcgan", image_shape=(1, 36, 36))
+
+
+def test_unknown_adversarial_loss_fails_at_creation():
+    with pytest.raises(GenzooError, match="non-saturating"):
+        genzoo.create("gan", loss="vanilla")
+
+
+def test_infogan_code_option_and_traversals():
+    model = genzoo.create("infogan").eval()
+    assert (model.split_latent(model.latent(5, categories=torch.full((5,), 3)))[1] == 3).all()
+    torch.manual_seed(0)
+    fixed = model.sample(4, code=3)
+    torch.manual_seed(0)
+    assert torch.equal(fixed, model.generate(model.latent(4, categories=torch.full((4,), 3))))
+    for code in ("categorical", "c1", "c2"):
+        grid = model.sample(1, traverse=code)
+        assert grid.shape == (100, 1, 28, 28)
+    columns = model.sample(1, traverse="categorical").view(10, 10, -1)
+    assert not torch.equal(columns[0, 0], columns[0, 1])  # a row varies with the category
+    with pytest.raises(GenzooError):
+        model.sample(2, code=10)
+
+
+def test_cli_trains_dcgan_end_to_end_and_eval_repeats_its_numbers(tmp_path):
+    out = tmp_path / "dcgan"
+    args = ["train", "dcgan", "--max-steps", "2", "--out", str(out), "--set", "eval_samples=300", "--set", "width=16"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "samples.png").stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert SUITE_KEYS <= metrics.keys()
+    assert metrics["generated_samples"] == 300 and metrics["real_samples"] > 0
+    assert metrics["feature_net"] == "genzoo-features/mnist"
+    result = runner.invoke(app, ["eval", str(out)])
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.output)
+    for key in SUITE_KEYS:
+        assert again[key] == metrics[key], key
+
+
+def test_cli_infogan_code_sample_and_code_accuracy(tmp_path):
+    out = tmp_path / "infogan"
+    args = ["train", "infogan", "--max-steps", "2", "--out", str(out), "--set", "eval_samples=200"]
+    assert runner.invoke(app, args).exit_code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.1 <= metrics["code_accuracy"] <= 1 and 0.1 <= metrics["generated_code_accuracy"] <= 1
+    for options in (["--code", "3"], ["--traverse", "c1"]):
+        grid = tmp_path / f"{options[1]}.png"
+        result = runner.invoke(app, ["sample", str(out), "--n", "16", "--out", str(grid), *options])
+        assert result.exit_code == 0, result.output
+        assert grid.stat().st_size > 0
