@@ -29,6 +29,11 @@ def _convert(text: str, kind: Any, key: str) -> Any:
         if text.lower() in ("none", "null"):
             return None
         return _convert(text, options[0], key)
+    if origin is typing.Literal:
+        choices = typing.get_args(kind)
+        if text not in choices:
+            raise GenzooError(f"--set {key}: expected one of {', '.join(map(str, choices))}, got {text!r}")
+        return text
     if kind is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
