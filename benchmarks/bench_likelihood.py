@@ -28,27 +28,20 @@ def measure(name: str, settings: dict, data: str, epochs: int, steps: int, out: 
     from genzoo.data import load_dataset
     from genzoo.data.stream import BatchStream
     from genzoo.engine import keep_freed_memory
+    from genzoo.models.base import DirectStep
 
     keep_freed_memory()
     dataset = load_dataset(data)
     model = genzoo.create(name, dataset.image_shape, **settings)
-    optimizer = model.configure_optimizers()["model"]
     stream = BatchStream(dataset.train, None, 64, model.input_kind, dataset.levels, seed=0)
     batches = [stream.batch(i) for i in range(steps + 3)]
 
-    class Step:
-        batch_index, max_batches = 0, None
-
-        def optimize(self, loss, optimizer_name="model"):
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
+    step = DirectStep(model)
     for batch in batches[:3]:
-        model.training_step(batch, Step())
+        model.training_step(batch, step)
     start = time.perf_counter()
     for batch in batches[3:]:
-        model.training_step(batch, Step())
+        model.training_step(batch, step)
     images_per_second = steps * 64 / (time.perf_counter() - start)
 
     run = genzoo.train(name, data, max_epochs=epochs, out=out, settings=settings, progress=False, samples=64)

@@ -45,24 +45,16 @@ def flops_per_batch(name: str, batch_size: int) -> int:
     import genzoo
     from genzoo.data import load_dataset
     from genzoo.data.stream import BatchStream
+    from genzoo.models.base import DirectStep
 
     cls = genzoo.registry.models.get(name)
     dataset = load_dataset(cls.default_data)
     model = genzoo.create(name, dataset.image_shape)
-    optimizers = model.configure_optimizers()
     stream = BatchStream(dataset.train, dataset.train_labels, batch_size, model.input_kind, dataset.levels, 0)
-
-    class Step:
-        batch_index, max_batches = 0, 1
-
-        def optimize(self, loss, optimizer="model"):
-            optimizers[optimizer].zero_grad()
-            loss.backward()
-            optimizers[optimizer].step()
 
     counter = FlopCounterMode(display=False)
     with counter:
-        model.training_step(stream.batch(0), Step())
+        model.training_step(stream.batch(0), DirectStep(model))
     return counter.get_total_flops()
 
 

@@ -26,6 +26,24 @@ class Step(Protocol):
     def optimize(self, loss: Tensor, optimizer: str = "model") -> None: ...
 
 
+class DirectStep:
+    """A :class:`Step` without Lightning, for tests, benchmarks and notebooks that call ``training_step`` by hand.
+
+    ``calls`` records the optimizer names in the order the model used them.
+    """
+
+    def __init__(self, model: GenerativeModel, batch_index: int = 0, max_batches: int | None = None) -> None:
+        self.optimizers = model.configure_optimizers()
+        self.batch_index, self.max_batches = batch_index, max_batches
+        self.calls: list[str] = []
+
+    def optimize(self, loss: Tensor, optimizer: str = "model") -> None:
+        self.calls.append(optimizer)
+        self.optimizers[optimizer].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[optimizer].step()
+
+
 @dataclass
 class TrainConfig:
     """Fields every model config has (subclass it and add the model's own)."""
