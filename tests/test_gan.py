@@ -164,6 +164,7 @@ def test_cli_infogan_code_sample_and_code_accuracy(tmp_path):
     out = tmp_path / "infogan"
     args = ["train", "infogan", "--max-steps", "2", "--out", str(out), "--set", "eval_samples=200"]
     assert runner.invoke(app, args).exit_code == 0
+    assert all((out / f"traversal_{code}.png").stat().st_size > 0 for code in ("categorical", "c1", "c2"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.1 <= metrics["code_accuracy"] <= 1 and 0.1 <= metrics["generated_code_accuracy"] <= 1
     for options in (["--code", "3"], ["--traverse", "c1"]):

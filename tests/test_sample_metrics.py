@@ -17,6 +17,7 @@ from genzoo.metrics.sample_quality import (
     inception_score,
     kernel_inception_distance,
     precision_recall,
+    sample_quality,
     standard_fid,
 )
 
@@ -91,11 +92,13 @@ def test_precision_recall_are_one_on_identical_sets_and_recall_falls_with_droppe
 def test_inception_score_extremes():
     k = 10
     confident_and_diverse = torch.eye(k).repeat(50, 1)
-    assert inception_score(confident_and_diverse, splits=5)[0] == pytest.approx(k)
+    assert inception_score(confident_and_diverse, splits=1)[0] == pytest.approx(k)
     one_class = torch.zeros(500, k)
     one_class[:, 3] = 1
     assert inception_score(one_class)[0] == pytest.approx(1.0)
     assert inception_score(torch.full((500, k), 1.0 / k))[0] == pytest.approx(1.0)
+    sorted_by_class = torch.eye(k).repeat_interleave(200, 0)  # splits must not follow the order of the set
+    assert inception_score(sorted_by_class, splits=5)[0] == pytest.approx(k, rel=0.05)
 
 
 def test_code_accuracy_finds_the_best_one_to_one_matching():
@@ -109,7 +112,7 @@ def test_code_accuracy_finds_the_best_one_to_one_matching():
     assert code_accuracy(labels // 2 * 2, labels) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("data, minimum", [("mnist", 0.97)])
+@pytest.mark.parametrize("data, minimum", [("mnist", 0.97), ("fashion-mnist", 0.88)])
 def test_shipped_feature_nets_reach_their_recorded_test_accuracy(data, minimum):
     from genzoo.data import load_dataset
 
@@ -119,6 +122,24 @@ def test_shipped_feature_nets_reach_their_recorded_test_accuracy(data, minimum):
     assert measured == pytest.approx(net.card["test_accuracy"], abs=1e-9)
     assert measured >= minimum
     assert net.card["test_images"] == len(dataset.test) and net.card["data_source"] == dataset.source
+
+
+def test_sample_quality_separates_real_from_other_images_and_states_its_counts():
+    from genzoo.data import load_dataset
+
+    digits = load_dataset("mnist").test.float() / 255  # sorted by class
+    order = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
+    half, rest = digits[order[:500]], digits[order[500:]]
+    clothes = load_dataset("fashion-mnist").test[:500].float() / 255
+    same = sample_quality(rest, half, "mnist")
+    other = sample_quality(clothes, half, "mnist")
+    assert same["feature_net"] == "genzoo-features/mnist"
+    assert (same["real_samples"], same["generated_samples"]) == (500, len(digits) - 500)
+    assert other["frechet_distance"] > 10 * same["frechet_distance"]
+    assert other["kid"] > 10 * abs(same["kid"])
+    assert same["precision"] > 0.7 and same["recall"] > 0.7 and other["precision"] < 0.5
+    assert same["inception_score_analogue"] > 7
+    assert sample_quality(digits, digits, "mnist")["frechet_distance"] == pytest.approx(0, abs=1e-6)
 
 
 def test_standard_fid_uses_the_supplied_torchscript_network(tmp_path):

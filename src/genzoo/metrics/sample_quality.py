@@ -8,7 +8,8 @@
   k(x, y) = (x.y / d + 1)^3, averaged over random subsets; its expectation is 0 for equal distributions.
 - Precision and recall (Kynkäänniemi et al. 2019): each set's manifold is the union of balls reaching each point's
   k-th nearest neighbour (k=3); precision is the share of generated points inside the real manifold, recall the
-  share of real points inside the generated one. Computed on equal numbers of real and generated points.
+  share of real points inside the generated one. Computed on equal numbers of real and generated points (a random
+  subset of the larger set).
 - An Inception-Score analogue (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) with the feature net's classes.
 - Categorical-code accuracy: the best one-to-one matching of codes to labels (Hungarian, scipy).
 - Standard FID when the user supplies Inception weights: a TorchScript Inception-v3 file (the
@@ -110,10 +111,16 @@ def precision_recall(real: Tensor, generated: Tensor, k: int = NEAREST_NEIGHBOUR
     return float(precision), float(recall)
 
 
-def inception_score(probabilities: Tensor, splits: int = SCORE_SPLITS) -> tuple[float, float]:
-    """exp(E KL(p(y|x) || p(y))) per split of class probabilities [N, K]: (mean, std over splits)."""
+def inception_score(
+    probabilities: Tensor, splits: int = SCORE_SPLITS, generator: torch.Generator | None = None
+) -> tuple[float, float]:
+    """exp(E KL(p(y|x) || p(y))) per random split of class probabilities [N, K]: (mean, std over splits).
+
+    Splits are drawn at random: a set ordered by class (like a sorted test set) would otherwise give each split
+    one class and a score near 1."""
     scores = []
-    for part in probabilities.double().chunk(splits):
+    order = torch.randperm(len(probabilities), generator=generator)
+    for part in probabilities.double()[order].chunk(splits):
         marginal = part.mean(0, keepdim=True)
         kl = (part * (part.clamp(min=1e-30).log() - marginal.clamp(min=1e-30).log())).sum(1)
         scores.append(float(kl.mean().exp()))
@@ -147,8 +154,11 @@ def sample_quality(
     fake_features, fake_probabilities = feature_net.features_and_probabilities(generated)
     paired = min(len(real), len(generated))
     kid, kid_std = kernel_inception_distance(real_features, fake_features, generator=generator)
-    precision, recall = precision_recall(real_features[:paired], fake_features[:paired])
-    score, score_std = inception_score(fake_probabilities)
+    precision, recall = precision_recall(
+        real_features[torch.randperm(len(real), generator=generator)[:paired]],
+        fake_features[torch.randperm(len(generated), generator=generator)[:paired]],
+    )
+    score, score_std = inception_score(fake_probabilities, generator=generator)
     report: dict[str, Any] = {
         "feature_net": feature_net.name,
         "feature_net_test_accuracy": feature_net.card["test_accuracy"],
@@ -163,7 +173,7 @@ def sample_quality(
         "precision_recall_samples": paired,
         "inception_score_analogue": score,
         "inception_score_analogue_std": score_std,
-        "real_inception_score_analogue": inception_score(real_probabilities)[0],
+        "real_inception_score_analogue": inception_score(real_probabilities, generator=generator)[0],
     }
     if inception_weights is not None:
         report.update(standard_fid(generated, real, inception_weights))
