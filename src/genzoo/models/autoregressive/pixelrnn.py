@@ -26,8 +26,10 @@ the same uniform numbers (drawn up front, inverse-CDF sampling), so for one seed
 ``conditioned_on`` completes images: entries >= 0 are kept, entries < 0 (e.g. -1) are sampled.
 
 Departures from the paper: Adam (the paper used RMSProp); the input of the 8-bit model is the level scaled to
-[0, 1]; LSTM forget gates start with bias 1; the default size is small for a 2-core CPU (``PAPER_MNIST`` is the
-paper's MNIST model: 7 layers, h = 16).
+[0, 1]; LSTM forget gates start with bias 1; the Diagonal BiLSTM's right-to-left input-to-state is unmasked (its
+map is shifted down a row, so masking it would only hide the past); the default size (4 layers, h = 16) is smaller
+for a 2-core CPU: ``PAPER_MNIST`` is the paper's binarized MNIST model (7 layers, h = 16), e.g.
+``genzoo.create("diagonal_bilstm", **PAPER_MNIST)`` or ``--set layers=7 --set hidden=16``.
 """
 
 from __future__ import annotations
