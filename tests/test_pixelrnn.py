@@ -18,6 +18,15 @@ ARCHITECTURES = ["row_lstm", "diagonal_bilstm", "pixelcnn"]
 TINY = {"layers": 2, "hidden": 6, "head": 9}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: on a busy 2-core machine thread synchronization costs more than it saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny(name, shape, **settings):
     return genzoo.create(name, image_shape=shape, **{**TINY, **settings}).double()
 
