@@ -16,7 +16,7 @@ uses the equalized learning rate (Sec. 4.1). Loss: WGAN-GP (lambda 10) plus the 
 epsilon_drift * E[D(x)^2], epsilon_drift = 0.001 (Appendix A.1); one critic step per generator step; Adam
 (lr 1e-3, beta1 0, beta2 0.99). Samples come from an exponential moving average of G's weights (decay 0.999).
 
-Departures (CPU budget): channels are min(``max_channels`` = 64, 512 / resolution) instead of min(512, 16384 /
+Departures (CPU budget): channels are min(``max_channels`` = 32, 512 / resolution) instead of min(512, 16384 /
 resolution), the latent is 128-d instead of 512-d, and the phases last ``phase_images`` images instead of 800k.
 28x28 data (MNIST, Fashion-MNIST) is padded with 2 pixels of background on every side to 32x32: exact, and undone
 by cropping the generated 32x32 images back to 28x28, so samples, the run's image shape and the metrics match the
@@ -60,8 +60,8 @@ DENSE_GAIN = math.sqrt(2.0) / 4  # the paper's latent -> 4x4 dense layer (its co
 class ProGANConfig(AdversarialConfig):
     resolution: int = 32  # final resolution, a power of two >= 8 and >= the data's size
     latent_dim: int = 128
-    max_channels: int = 64
-    phase_images: int = 20000  # images per fade-in phase and per stable phase
+    max_channels: int = 32
+    phase_images: int = 10000  # images per fade-in phase and per stable phase
     loss: AdversarialLossName = "wasserstein"
     gradient_penalty_weight: float = 10.0
     drift_weight: float = 0.001

@@ -53,7 +53,7 @@ class PuzzleGANConfig(AdversarialConfig):
     patch_count: int = 3
     patch_size: int = 10
     part_features: int = 64
-    width: int = 32  # channels of the last decoder stage; doubled per coarser scale
+    width: int = 16  # channels of the last decoder stage (and D's first); doubled per coarser scale
     spatial_weight: float = 10.0
     appearance_weight: float = 10.0
     adversarial_weight: float = 1.0
@@ -71,12 +71,12 @@ class PartEncoder(nn.Module):
             nn.Conv2d(32, 64, 4, 2, 1),
             nn.BatchNorm2d(64),
             nn.LeakyReLU(0.2, True),
-            nn.Conv2d(64, 128, 3, 1, 1),
-            nn.BatchNorm2d(128),
+            nn.Conv2d(64, 64, 3, 1, 1),
+            nn.BatchNorm2d(64),
             nn.LeakyReLU(0.2, True),
             nn.AdaptiveAvgPool2d(2),  # keeps coarse layout inside the patch
             nn.Flatten(),
-            nn.Linear(128 * 4, features),
+            nn.Linear(64 * 4, features),
         )
 
     def forward(self, patches: Tensor) -> Tensor:
