@@ -5,8 +5,8 @@ folder). Each new resolution first fades in (Sec. 2, Fig. 2): G's output is (1 -
 previous block) + alpha * toRGB(new block), D's input path mixes (1 - alpha) * fromRGB(avgpool(x)) with
 alpha * new block(fromRGB(x)), and the real images D sees are blended the same way, (1 - alpha) *
 upsample(avgpool(x)) + alpha * x. Then the resolution is trained stable. Both phases last ``phase_images`` images;
-alpha is a pure function of the images seen, ``step.batch_index * batch size``, so a resumed run continues a
-fade-in exactly where it stopped.
+alpha is a pure function of the images seen, ``step.batch_index * batch size`` (per process under DDP), so a
+resumed run continues a fade-in exactly where it stopped.
 
 Networks (Table 2, narrower): G is z -> pixel norm -> dense to 4x4 -> 3x3 conv, then per resolution nearest
 upsampling and two 3x3 convolutions, every conv followed by LeakyReLU(0.2) and pixel norm (Sec. 4.2), and a 1x1

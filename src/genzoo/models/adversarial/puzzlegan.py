@@ -2,13 +2,14 @@
 ECCV 2018): from K local patches of an object, placed nowhere in particular, generate the whole image and a mask
 of where those parts belong.
 
-Networks, as in the paper's Sec. 3: a part-encoding network E shared by the K patches (a siamese conv net, one
+Networks, as in the paper: a part-encoding network E shared by the K patches (a siamese conv net, one
 feature vector per patch), the K encodings concatenated; a mask-prediction network M decoding them into the mask
 M_hat of the parts' locations; an image generator G decoding [encodings, z] whose every scale also receives M's
 same-scale decoder features (the U-Net-like skip connections) and, at the output, M_hat itself; and a conditional
 discriminator D on (image, mask) pairs.
 
-Losses (Sec. 3.2), with x the real image, M its ground-truth mask (:mod:`genzoo.data.patches`):
+The paper's three losses, in the forms used here, with x the real image and M its ground-truth mask
+(:mod:`genzoo.data.patches`):
 - spatial: per-pixel binary cross-entropy between M_hat and M;
 - appearance: L1 between G's image and x inside M, i.e. the given parts must reappear at their true places,
   mean |G - x| over masked pixels;
@@ -19,7 +20,7 @@ G, E and M minimize  w_adv(t) * adversarial + ``spatial_weight`` * spatial + ``a
 
 Loss-weight schedule (genzoo's): w_adv(t) rises linearly from 0 to ``adversarial_weight`` over the first
 ``adversarial_warmup_images`` images, so the locations and the parts are learnt first and realism after; the other
-weights are constant. Departures: patches are content-weighted random windows instead of detector proposals; the
+weights are constant. Departures: patches are content-weighted random windows instead of detected key parts; the
 networks are DCGAN-sized for 28x28/32x32 images.
 """
 
