@@ -207,3 +207,12 @@ def test_interpolate_refuses_a_model_without_latents(tmp_path):
     assert trained.exit_code == 0
     result = runner.invoke(app, ["interpolate", str(out)])
     assert result.exit_code != 0 and "is not a latent variable model" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_a_trained_vae_beats_independent_pixels(tmp_path):
+    common = {"data": "digits", "max_steps": 1500, "progress": False}
+    vae = genzoo.train("vae", out=tmp_path / "vae", settings={"hidden": 64, "latent": 8, "eval_k": 200}, **common)
+    independent = genzoo.train("independent", out=tmp_path / "independent", **common)
+    assert vae.metrics["nll_nats"] < independent.metrics["nll_nats"] - 1  # measured: about 3 nats better
+    assert vae.metrics["elbo_nll_nats"] > vae.metrics["nll_nats"]
