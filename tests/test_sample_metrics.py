@@ -139,7 +139,6 @@ def test_sample_quality_separates_real_from_other_images_and_states_its_counts()
     assert other["kid"] > 10 * abs(same["kid"])
     assert same["precision"] > 0.7 and same["recall"] > 0.7 and other["precision"] < 0.5
     assert same["inception_score_analogue"] > 7
-    assert sample_quality(digits, digits, "mnist")["frechet_distance"] == pytest.approx(0, abs=1e-6)
 
 
 def test_standard_fid_uses_the_supplied_torchscript_network(tmp_path):
