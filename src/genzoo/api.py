@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from dataclasses import dataclass
@@ -60,9 +59,7 @@ def evaluate(model: GenerativeModel, data: str | None = None) -> dict[str, Any]:
     _check_shape(model, dataset.image_shape, data)
     model.eval()
     x = prepare_test(dataset.test, model.input_kind, dataset.levels)
-    # sample-quality metrics pick the dataset's feature net, so models that score samples are told its name
-    options = {"data": data} if "data" in inspect.signature(model.evaluate).parameters else {}
-    metrics = model.evaluate(x, dataset.test_labels, dataset.levels, **options)
+    metrics = model.evaluate(x, dataset.test_labels, dataset.levels, data=data)
     return {"data": data, "data_source": dataset.source, **metrics}
 
 
@@ -203,16 +200,12 @@ def train(
 
 
 def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None:
-    """Extra PNG grids a model offers through ``figures(test_images) -> {filename: images}`` (e.g. the latent
-    models' reconstructions); models without the hook write nothing."""
+    """The extra PNG grids a model offers through ``figures`` (reconstructions, traversals, translations)."""
     from genzoo.viz import save_grid, to_unit_range
 
-    figures = getattr(network, "figures", None)
-    if figures is None:
-        return
     spread = torch.linspace(0, len(dataset.test) - 1, min(64, len(dataset.test))).long()  # test sets may be sorted
     x = prepare_test(dataset.test[spread], network.input_kind, dataset.levels)
-    for filename, images in figures(x).items():
+    for filename, images in network.figures(x).items():
         shown = to_unit_range(images, network.input_kind, dataset.levels)
         save_grid(shown, run_dir / filename, scale=max(1, 56 // dataset.image_shape[-1]))
 

@@ -81,9 +81,15 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def evaluate(self, x: Tensor, labels: Tensor | None, levels: int) -> dict[str, float]:
-        """Metrics on a prepared test set ``x`` (the model's ``input_kind``)."""
+    def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, data: str | None = None) -> dict[str, Any]:
+        """Metrics on a prepared test set ``x`` (the model's ``input_kind``); ``data`` names the dataset (sample
+        metrics use it to pick the dataset's feature network)."""
         raise NotImplementedError
+
+    def figures(self, x: Tensor) -> dict[str, Tensor]:
+        """Extra images for the run directory, ``{filename: [N, C, H, W] in the model's data range}``, made from
+        64 prepared test images ``x`` (e.g. reconstructions); none by default."""
+        return {}
 
     def sample(self, n: int) -> Tensor:
         """``n`` samples [n, C, H, W] in the model's data range; models may take keyword options (conditions)."""
@@ -104,7 +110,9 @@ class LikelihoodModel(GenerativeModel):
         return {"nll": nll.detach()}
 
     @torch.no_grad()
-    def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, batch_size: int = 500) -> dict[str, float]:
+    def evaluate(
+        self, x: Tensor, labels: Tensor | None, levels: int, data: str | None = None, batch_size: int = 500
+    ) -> dict[str, Any]:
         from genzoo.metrics.likelihood import nll_metrics
 
         return nll_metrics(self.log_prob, x, self.input_kind, levels, batch_size)

@@ -194,7 +194,9 @@ class AAE(LatentModel):
         return self.images_from_codes(self.sample_prior(n, labels), pixels)
 
     @torch.no_grad()
-    def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, batch_size: int = 500) -> dict[str, float]:
+    def evaluate(
+        self, x: Tensor, labels: Tensor | None, levels: int, data: str | None = None, batch_size: int = 500
+    ) -> dict[str, float]:
         """Test reconstruction NLL (nats per image) and the Parzen-window log-likelihood of samples, its sigma
         fitted on the first ``parzen_validation`` test images and the rest scored, in [0, 1] pixel space."""
         self.check_levels(levels)

@@ -138,7 +138,13 @@ class VAE(LatentModel):
 
     @torch.no_grad()
     def evaluate(
-        self, x: Tensor, labels: Tensor | None, levels: int, batch_size: int = 100, k: int | None = None
+        self,
+        x: Tensor,
+        labels: Tensor | None,
+        levels: int,
+        data: str | None = None,
+        batch_size: int = 100,
+        k: int | None = None,
     ) -> dict[str, float]:
         """Test ELBO and IWAE NLL in nats per image and bits/dim (discrete data: dequantized densities get
         + D log L, as in :func:`genzoo.metrics.likelihood.nll_metrics`), plus the mean KL term."""
