@@ -6,6 +6,7 @@ its measured speed allows in the budget (a few batches are timed first), then ev
 
     flock /tmp/genzoo-bench.lock python benchmarks/bench_translation.py            # 480 s per model
     flock /tmp/genzoo-bench.lock python benchmarks/bench_translation.py --quick 20
+    ... --models stargan --set stargan.critic_steps=1          # model settings, as --set key=value
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 import genzoo
 from genzoo.data import load_dataset
 from genzoo.data.stream import BatchStream
+from genzoo.models.base import DirectStep
 
 MODELS = ("cyclegan", "stargan", "text2image")
 HEADLINES = {
@@ -52,24 +54,11 @@ HEADLINES = {
 }
 
 
-class TimingStep:
-    """A bare Step (no Lightning) for timing a few batches."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.optimizers = model.configure_optimizers()
-        self.batch_index, self.max_batches = 0, None
-
-    def optimize(self, loss: torch.Tensor, optimizer: str = "model") -> None:
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers[optimizer].step()
-
-
-def seconds_per_batch(name: str, data: str, batch_size: int, batches: int = 4) -> float:
+def seconds_per_batch(name: str, data: str, batch_size: int, settings: dict, batches: int = 5) -> float:
     dataset = load_dataset(data)
-    model = genzoo.create(name, dataset.image_shape)
+    model = genzoo.create(name, dataset.image_shape, **settings)
     stream = BatchStream(dataset.train, dataset.train_labels, batch_size, model.input_kind, dataset.levels, 0)
-    step = TimingStep(model)
+    step = DirectStep(model)
     model.training_step(stream.batch(0), step)  # warm-up
     started = time.perf_counter()
     for index in range(1, batches + 1):
@@ -78,10 +67,12 @@ def seconds_per_batch(name: str, data: str, batch_size: int, batches: int = 4) -
     return (time.perf_counter() - started) / batches
 
 
-def run(name: str, data: str, budget: float, batch_size: int, out: Path) -> dict:
-    steps = max(2, int(budget / seconds_per_batch(name, data, batch_size)))
+def run(name: str, data: str, budget: float, batch_size: int, out: Path, settings: dict) -> dict:
+    steps = max(2, int(budget / seconds_per_batch(name, data, batch_size, settings)))
     started = time.perf_counter()
-    result = genzoo.train(name, data, max_steps=steps, batch_size=batch_size, out=out / name, progress=False)
+    result = genzoo.train(
+        name, data, max_steps=steps, batch_size=batch_size, out=out / name, progress=False, settings=settings
+    )
     total = time.perf_counter() - started
     metrics = dict(result.metrics)
     metrics.update(steps=steps, wall_seconds=total)
@@ -96,6 +87,7 @@ def main() -> None:
     parser.add_argument("--data", default="mnist-attributes")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None, help="keep the run directories here")
+    parser.add_argument("--set", action="append", default=[], help="MODEL.key=value model setting (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="also write all metrics as JSON")
     args = parser.parse_args()
     budget = args.quick if args.quick is not None else args.budget
@@ -104,17 +96,24 @@ def main() -> None:
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f} "
         f"on {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, budget {budget:.0f} s per model"
     )
+    settings: dict[str, dict] = {}
+    for assignment in args.set:
+        target, _, value = assignment.partition("=")
+        model_name, _, key = target.partition(".")
+        settings.setdefault(model_name, {})[key] = value
     rows = {}
     for name in args.models.split(","):
-        rows[name] = run(name, args.data, budget, args.batch_size, out)
+        rows[name] = run(name, args.data, budget, args.batch_size, out, settings.get(name, {}))
+        rows[name]["settings"] = settings.get(name, {})
         rows[name]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows[name]["load_average_after"] = os.getloadavg()[0]
-    print(f"| model | steps | train img/s | sample s | peak RSS MB | load after | {' | '.join(['metrics'])} |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | settings | steps | wall s | train img/s | sample s | peak RSS MB | load after | metrics |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, m in rows.items():
         shown = ", ".join(f"{k} {m[k]:.3f}" for k in HEADLINES[name] if isinstance(m.get(k), float))
         print(
-            f"| {name} | {m['steps']} | {m['train_images_per_second']:.1f} | {m['sample_seconds']:.2f} | "
+            f"| {name} | {m['settings'] or 'defaults'} | {m['steps']} | {m['wall_seconds']:.0f} | "
+            f"{m['train_images_per_second']:.1f} | {m['sample_seconds']:.2f} | "
             f"{m['peak_rss_mb']:.0f} | {m['load_average_after']:.1f} | {shown} |"
         )
     if args.json:

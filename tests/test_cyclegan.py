@@ -11,25 +11,13 @@ from typer.testing import CliRunner
 import genzoo
 from genzoo.cli import app
 from genzoo.errors import GenzooError
+from genzoo.models.base import DirectStep
 from genzoo.models.translation import cycle_loss, linear_decay
 from genzoo.models.translation.cyclegan import domain_members
 from genzoo.nn.translation import ImagePool
 
 TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
 runner = CliRunner()
-
-
-class OptimizerStep:
-    def __init__(self, model, batch_index=0, max_batches=None):
-        self.optimizers = model.configure_optimizers()
-        self.batch_index, self.max_batches = batch_index, max_batches
-        self.calls = []
-
-    def optimize(self, loss, optimizer="model"):
-        self.calls.append(optimizer)
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers[optimizer].step()
 
 
 class Affine(nn.Module):
@@ -100,7 +88,7 @@ def test_a_real_training_step_updates_all_four_networks():
     model = genzoo.create("cyclegan", (3, 28, 28), **TINY)
     networks = (model.generator_ab, model.generator_ba, model.discriminator_a, model.discriminator_b)
     before = [[p.detach().clone() for p in n.parameters()] for n in networks]
-    step = OptimizerStep(model, batch_index=75, max_batches=100)
+    step = DirectStep(model, batch_index=75, max_batches=100)
     logs = model.training_step(attribute_batch(), step)
     assert step.calls == ["generator", "discriminator"]
     assert logs["lr_factor"] == 0.5 and step.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-4)

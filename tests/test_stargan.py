@@ -12,24 +12,12 @@ from genzoo.cli import app
 from genzoo.data import load_dataset
 from genzoo.data.domains import render
 from genzoo.losses import gradient_penalty
+from genzoo.models.base import DirectStep
 from genzoo.models.translation.stargan import GROUP_SIZES, classification_loss, predicted_values
 from genzoo.nn.translation import one_hot_groups, replicate
 
 TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
 runner = CliRunner()
-
-
-class OptimizerStep:
-    def __init__(self, model, batch_index=0):
-        self.optimizers = model.configure_optimizers()
-        self.batch_index, self.max_batches = batch_index, None
-        self.calls = []
-
-    def optimize(self, loss, optimizer="model"):
-        self.calls.append(optimizer)
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers[optimizer].step()
 
 
 def attribute_batch(n=8):
@@ -81,7 +69,7 @@ def test_a_real_training_step_with_the_critic_schedule():
     model = genzoo.create("stargan", (3, 28, 28), critic_steps=5, **TINY)
     batch = attribute_batch()
     generator_before = [p.detach().clone() for p in model.generator.parameters()]
-    step = OptimizerStep(model, batch_index=1)
+    step = DirectStep(model, batch_index=1)
     logs = model.training_step(batch, step)
     assert step.calls == ["discriminator"] and "gradient_penalty" in logs
     assert all(torch.equal(a, b) for a, b in zip(generator_before, model.generator.parameters()))

@@ -12,22 +12,10 @@ from typer.testing import CliRunner
 import genzoo
 from genzoo.cli import app
 from genzoo.models.adversarial.text2image import joint_embedding_loss
+from genzoo.models.base import DirectStep
 
 TINY = {"width": 8, "latent_dim": 8, "text_dim": 8, "compressed_dim": 4, "word_dim": 8}
 runner = CliRunner()
-
-
-class OptimizerStep:
-    def __init__(self, model):
-        self.optimizers = model.configure_optimizers()
-        self.batch_index, self.max_batches = 0, None
-        self.calls = []
-
-    def optimize(self, loss, optimizer="model"):
-        self.calls.append(optimizer)
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers[optimizer].step()
 
 
 def attribute_batch(n=8):
@@ -85,7 +73,7 @@ def test_a_real_training_step_updates_text_encoder_discriminator_and_generator()
     model = genzoo.create("text2image", (3, 28, 28), **TINY)
     networks = (model.text_encoder, model.discriminator, model.generator)
     before = [[p.detach().clone() for p in n.parameters()] for n in networks]
-    step = OptimizerStep(model)
+    step = DirectStep(model)
     logs = model.training_step(attribute_batch(), step)
     assert step.calls == ["text", "discriminator", "generator"]
     for network, old in zip(networks, before):
@@ -113,7 +101,7 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"held_out_attributes_match", "train_phrasing_attributes_match"} <= set(metrics)
-    assert (run / "samples.png").is_file()
+    assert (run / "samples.png").is_file() and (run / "interpolations.png").is_file()
     out = tmp_path / "three.png"
     result = runner.invoke(app, ["sample", str(run), "--n", "4", "--text", "a thin blue three", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -294,6 +294,14 @@ class Text2Image(GenerativeModel):
         sentences = caption(labels, self.config.classes, torch.Generator().manual_seed(EVAL_SEED), held_out=True)
         return self.generator(self.latent(n), self.embed(sentences))
 
+    @torch.no_grad()
+    def figures(self, x: Tensor) -> dict[str, Tensor]:
+        """interpolations.png (INT): 4 rows of 8 images, each walking from one held-out caption to another."""
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        sentences = caption(self.random_labels(8, generator), self.config.classes, generator, held_out=True)
+        rows = [self.sample(8, interpolate=f"{a} | {b}") for a, b in zip(sentences[::2], sentences[1::2])]
+        return {"interpolations.png": torch.cat(rows)}
+
     @staticmethod
     def random_labels(n: int, generator: torch.Generator) -> Tensor:
         from genzoo.data.domains import random_attributes

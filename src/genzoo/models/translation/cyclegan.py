@@ -13,7 +13,8 @@ half of training (the paper's 100 + 100 epochs, here as a fraction of ``--max-st
 Domains: ``domain_a`` / ``domain_b`` are attribute values of :mod:`genzoo.data.domains` ("thin" / "thick", or
 several at once, "white,dark" / "red,light"). Each batch of ``mnist-attributes`` is split by its labels into the
 images of A and of B (images in neither are unused); every source image is rendered once, so A and B never share
-a source. Batches without an image of each domain are skipped.
+a source. Batches without an image of each domain are skipped. The history pool is not checkpointed: a resumed
+run starts with an empty pool (the one piece of state that resuming does not restore exactly).
 
 Scaled to 28x28 and two CPU cores: generator width 16 with 3 residual blocks at 7x7 (the paper: width 64, 6 blocks
 at 128x128, 9 at 256x256), PatchGAN of width 32 with a 22-pixel receptive field (the paper: 64 and 70 pixels).
