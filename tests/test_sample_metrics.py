@@ -171,3 +171,22 @@ def test_feature_net_round_trips_through_its_files(tmp_path):
     torch.testing.assert_close(loaded.net(x), net.eval()(x))
     assert json.loads((tmp_path / "toy.json").read_text())["test_accuracy"] == 0.5
     assert (weights_dir() / "mnist.safetensors").stat().st_size < 3_000_000  # small enough to ship
+
+
+@pytest.mark.slow
+def test_train_features_command_writes_weights_and_card(tmp_path):
+    from typer.testing import CliRunner
+
+    from genzoo.cli import app
+
+    result = CliRunner().invoke(
+        app, ["metrics", "train-features", "--data", "digits", "--epochs", "15", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "digits.json").read_text())
+    loaded = load_feature_net("digits", tmp_path)
+    from genzoo.data import load_dataset
+
+    dataset = load_dataset("digits")
+    measured = accuracy(loaded.net, dataset.test.float() / (dataset.levels - 1), dataset.test_labels)
+    assert measured == pytest.approx(card["test_accuracy"]) and measured > 0.5  # learned, and the card is true
