@@ -42,31 +42,24 @@ def speed(name: str, precision: str, channels_last: bool, steps: int) -> dict:
     from genzoo.data import load_dataset
     from genzoo.data.stream import BatchStream
     from genzoo.engine import keep_freed_memory
+    from genzoo.models.base import DirectStep
 
     keep_freed_memory()
     dataset = load_dataset("mnist")
     settings = {"channels_last": channels_last} if name != "gan" else {}
     model = genzoo.create(name, dataset.image_shape, **settings).train()
-    optimizers = model.configure_optimizers()
     stream = BatchStream(dataset.train, dataset.train_labels, 64, model.input_kind, dataset.levels, seed=0)
     batches = [stream.batch(i % len(stream)) for i in range(steps + 3)]
 
-    class Step:
-        batch_index, max_batches = 0, None
-
-        def optimize(self, loss, optimizer_name="model"):
-            optimizers[optimizer_name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[optimizer_name].step()
-
+    step = DirectStep(model)
     bf16 = precision == "bf16-mixed"
     for batch in batches[:3]:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            model.training_step(batch, Step())
+            model.training_step(batch, step)
     start = time.perf_counter()
     for batch in batches[3:]:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            model.training_step(batch, Step())
+            model.training_step(batch, step)
     images_per_second = steps * 64 / (time.perf_counter() - start)
     model.eval()
     start = time.perf_counter()

@@ -35,29 +35,22 @@ def measure(key: str, data: str, budget: dict, steps: int, eval_k: int, out: str
     from genzoo.data import load_dataset
     from genzoo.data.stream import BatchStream
     from genzoo.engine import keep_freed_memory
+    from genzoo.models.base import DirectStep
 
     keep_freed_memory()
     name = key.split("-")[0]
     settings = dict(MODELS[key], **({"eval_k": eval_k} if name == "vae" else {}))
     dataset = load_dataset(data)
     model = genzoo.create(name, dataset.image_shape, **settings)
-    optimizers = model.configure_optimizers()
     stream = BatchStream(dataset.train, dataset.train_labels, 64, model.input_kind, dataset.levels, seed=0)
     batches = [stream.batch(i) for i in range(steps + 3)]
 
-    class Step:
-        batch_index, max_batches = 0, None
-
-        def optimize(self, loss, optimizer_name="model"):
-            optimizers[optimizer_name].zero_grad()
-            loss.backward()
-            optimizers[optimizer_name].step()
-
+    step = DirectStep(model)
     for batch in batches[:3]:
-        model.training_step(batch, Step())
+        model.training_step(batch, step)
     start = time.perf_counter()
     for batch in batches[3:]:
-        model.training_step(batch, Step())
+        model.training_step(batch, step)
     images_per_second = steps * 64 / (time.perf_counter() - start)
 
     start = time.perf_counter()

@@ -10,6 +10,7 @@ import genzoo
 from genzoo.cli import app
 from genzoo.errors import GenzooError
 from genzoo.models.adversarial.base import frozen
+from genzoo.models.base import DirectStep
 
 runner = CliRunner()
 SUITE_KEYS = {
@@ -22,21 +23,6 @@ SUITE_KEYS = {
     "recall",
     "inception_score_analogue",
 }
-
-
-class OptimizerStep:
-    """The engine's Step without Lightning: named optimizers, zero-grad + backward + step."""
-
-    def __init__(self, model):
-        self.optimizers = model.configure_optimizers()
-        self.batch_index, self.max_batches = 0, None
-        self.calls = []
-
-    def optimize(self, loss, optimizer="model"):
-        self.calls.append(optimizer)
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers[optimizer].step()
 
 
 def snapshot(module):
@@ -53,7 +39,7 @@ def test_each_gan_does_a_real_optimisation_step(name):
     model.train()
     batch = {"x": torch.rand(8, 1, 28, 28) * 2 - 1}
     generator_before, discriminator_before = snapshot(model.generator), snapshot(model.discriminator)
-    step = OptimizerStep(model)
+    step = DirectStep(model)
     logs = model.training_step(batch, step)
     assert step.calls == ["discriminator", "generator"]
     assert changed(generator_before, model.generator) and changed(discriminator_before, model.discriminator)

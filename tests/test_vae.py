@@ -14,24 +14,11 @@ from genzoo.data import load_dataset
 from genzoo.data.transforms import prepare_test
 from genzoo.errors import GenzooError
 from genzoo.latent_tools import interpolate, manifold, slerp, traversal
+from genzoo.models.base import DirectStep
 from genzoo.models.latent import BernoulliPixels, DiscretizedLogisticPixels
 from genzoo.models.latent.vae import diagonal_gaussian_log_prob, gaussian_kl
 
 runner = CliRunner()
-
-
-class RecordingStep:
-    """A minimal engine Step: plain backward + the named optimizer's step."""
-
-    batch_index, max_batches = 0, None
-
-    def __init__(self, optimizers):
-        self.optimizers = optimizers
-
-    def optimize(self, loss, optimizer="model"):
-        self.optimizers[optimizer].zero_grad()
-        loss.backward()
-        self.optimizers[optimizer].step()
 
 
 def digits_batch(kind, count=64):
@@ -135,7 +122,7 @@ def test_training_steps_lower_the_loss_and_log_both_terms(settings):
     model = genzoo.create("vae", (1, 8, 8), hidden=32, latent=4, **settings)
     dataset = load_dataset("digits")
     x = prepare_test(dataset.train[:64], model.input_kind, dataset.levels)
-    step = RecordingStep(model.configure_optimizers())
+    step = DirectStep(model)
     first = model.training_step({"x": x}, step)
     assert {"loss", "reconstruction", "kl"} <= first.keys()
     if "objective" not in settings:
@@ -149,7 +136,7 @@ def test_logistic_levels_must_match_the_data():
     model = genzoo.create("vae", (1, 8, 8), hidden=16, latent=2, likelihood="logistic", levels=16)
     x = digits_batch("levels", 8)  # 256 levels
     with pytest.raises(GenzooError, match="--set levels=256"):
-        model.training_step({"x": x}, RecordingStep(model.configure_optimizers()))
+        model.training_step({"x": x}, DirectStep(model))
     with pytest.raises(GenzooError, match="--set levels=256"):
         model.evaluate(x, None, 256)
 
