@@ -154,3 +154,12 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0)
     assert json.loads((killed / "metrics.json").read_text())["train_batches"] == steps
+
+
+def test_resume_extends_a_finished_run(tmp_path):
+    out = tmp_path / "run"
+    first = ["train", "fvsbn", "--data", "digits", "--out", str(out), "--checkpoint-every", "2"]
+    assert runner.invoke(app, [*first, "--max-steps", "3"]).exit_code == 0
+    result = runner.invoke(app, [*first, "--max-steps", "5", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["train_batches"] == 5

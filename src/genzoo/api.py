@@ -169,7 +169,9 @@ def train(
     )
     if max_steps is not None:  # enough epochs for max_steps batches of the global (all-process) batch
         per_epoch = max(1, len(dataset.train) // (batch_size * trainer.world_size))
-        trainer.fit_loop.max_epochs = min(max_epochs or max_steps, -(-max_steps // per_epoch))
+        # a resumed run may have epochs counted as finished by an earlier stop: bound by batches, not epochs
+        needed = max_steps if checkpoint is not None else -(-max_steps // per_epoch)
+        trainer.fit_loop.max_epochs = min(max_epochs or max_steps, needed)
     started = time.perf_counter()
     start_batches = 0 if checkpoint is None else _batches_in(checkpoint)
     adapter = fit(network, stream, trainer, max_steps, checkpoint)
