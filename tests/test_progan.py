@@ -14,6 +14,7 @@ import genzoo
 from genzoo.cli import app
 from genzoo.errors import GenzooError
 from genzoo.models.adversarial.progan import ProGAN, growth
+from genzoo.models.base import DirectStep
 from genzoo.nn.progressive import (
     EqualizedConv2d,
     EqualizedLinear,
@@ -24,19 +25,6 @@ from genzoo.nn.progressive import (
 
 runner = CliRunner()
 TINY = {"max_channels": 8, "latent_dim": 16, "eval_samples": 100}
-
-
-class OptimizerStep:
-    def __init__(self, model, batch_index=0):
-        self.optimizers = model.configure_optimizers()
-        self.batch_index, self.max_batches = batch_index, None
-        self.calls = []
-
-    def optimize(self, loss, optimizer="model"):
-        self.calls.append(optimizer)
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers[optimizer].step()
 
 
 def test_equalized_conv_has_unit_variance_weights_and_scales_them_at_run_time():
@@ -137,7 +125,7 @@ def test_progan_does_a_real_wgan_gp_step_at_each_stage():
     for batch_index, resolution in [(0, 4), (1, 8), (3, 16), (5, 32)]:
         generator_before = [p.clone() for p in model.generator.parameters()]
         critic_before = [p.clone() for p in model.discriminator.parameters()]
-        step = OptimizerStep(model, batch_index)
+        step = DirectStep(model, batch_index)
         logs = model.training_step({"x": x}, step)
         assert step.calls == ["discriminator", "generator"]
         assert logs["resolution"] == resolution and all(torch.isfinite(v) for v in logs.values())

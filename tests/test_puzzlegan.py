@@ -16,22 +16,10 @@ from genzoo.cli import app
 from genzoo.data.patches import extract_key_patches, key_patch_corners, load_patch_images, paste_patches
 from genzoo.errors import GenzooError
 from genzoo.models.adversarial.puzzlegan import PuzzleGAN, appearance_l1
+from genzoo.models.base import DirectStep
 
 runner = CliRunner()
 TINY = {"width": 8, "part_features": 16, "latent_dim": 8, "eval_samples": 100}
-
-
-class OptimizerStep:
-    def __init__(self, model, batch_index=0):
-        self.optimizers = model.configure_optimizers()
-        self.batch_index, self.max_batches = batch_index, None
-        self.calls = []
-
-    def optimize(self, loss, optimizer="model"):
-        self.calls.append(optimizer)
-        self.optimizers[optimizer].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizers[optimizer].step()
 
 
 def test_key_patches_are_the_image_windows_and_the_mask_is_their_union():
@@ -97,7 +85,7 @@ def test_puzzlegan_does_a_real_step_and_the_generator_update_never_touches_d():
     before = {
         name: [p.clone() for p in net.parameters()] for name, net in {**networks, "d": model.discriminator}.items()
     }
-    step = OptimizerStep(model, batch_index=10)
+    step = DirectStep(model, batch_index=10)
     logs = model.training_step({"x": x}, step)
     assert step.calls == ["discriminator", "generator"]
     assert all(torch.isfinite(v) for v in logs.values())
