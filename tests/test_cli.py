@@ -123,21 +123,32 @@ def test_a_planted_pickle_checkpoint_is_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def train_command(out, steps):
+FAMILIES = {  # one model of each family, tiny enough that a few hundred batches take seconds
+    "likelihood": ["nade", "--data", "digits", "--set", "hidden=16"],
+    "latent": ["vae", "--data", "digits", "--set", "hidden=16", "--set", "latent=4", "--set", "eval_k=5"],
+    "adversarial": ["dcgan", "--data", "mnist", "--set", "width=8", "--set", "eval_samples=50"],
+    "progressive": ["progan", "--data", "mnist", "--set", "max_channels=8", "--set", "latent_dim=16",
+                    "--set", "eval_samples=50", "--set", "phase_images=800"],
+}  # fmt: skip
+
+
+def train_command(family, out, steps):
     return [
-        sys.executable, "-m", "genzoo", "train", "nade", "--data", "digits",
-        "--set", "hidden=16", "--batch-size", "16", "--max-steps", str(steps), "--checkpoint-every", "7",
-        "--seed", "5", "--out", str(out),
+        sys.executable, "-m", "genzoo", "train", *FAMILIES[family], "--batch-size", "16", "--max-steps", str(steps),
+        "--checkpoint-every", "7", "--seed", "5", "--out", str(out),
     ]  # fmt: skip
 
 
-def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
-    steps = 400
-    reference = subprocess.run(train_command(tmp_path / "reference", steps), capture_output=True, timeout=300)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, family):
+    steps = 300
+    reference = subprocess.run(train_command(family, tmp_path / "reference", steps), capture_output=True, timeout=300)
     assert reference.returncode == 0, reference.stderr
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(train_command(killed, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        train_command(family, killed, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoint = killed / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
@@ -147,7 +158,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
     process.wait()
     assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
 
-    resumed = subprocess.run([*train_command(killed, steps), "--resume"], capture_output=True, timeout=300)
+    resumed = subprocess.run([*train_command(family, killed, steps), "--resume"], capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     expected = load_file(tmp_path / "reference" / "model.safetensors")
     actual = load_file(killed / "model.safetensors")
