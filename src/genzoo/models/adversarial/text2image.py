@@ -183,6 +183,7 @@ class Text2Image(GenerativeModel):
 
     family = "adversarial"
     input_kind = "signed"
+    default_data = "mnist-attributes"  # captions are written from its attribute labels
     Config = Text2ImageConfig
 
     def __init__(self, config: Text2ImageConfig, image_shape: tuple[int, int, int]) -> None:

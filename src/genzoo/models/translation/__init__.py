@@ -68,6 +68,7 @@ class TranslationModel(GenerativeModel):
 
     family = "translation"
     input_kind = "signed"
+    default_data = "mnist-attributes"  # needs the attribute labels of the derived views
 
     def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
