@@ -56,8 +56,11 @@ def flops_per_batch(name: str, batch_size: int) -> int:
     stream = BatchStream(dataset.train, dataset.train_labels, batch_size, model.input_kind, dataset.levels, 0)
 
     counter = FlopCounterMode(display=False)
-    with counter:
-        model.training_step(stream.batch(0), DirectStep(model))
+    try:
+        with counter:
+            model.training_step(stream.batch(0), DirectStep(model))
+    except RuntimeError:  # torch cannot count through autograd.grad (gradient penalties): reported as "-"
+        return 0
     return counter.get_total_flops()
 
 
