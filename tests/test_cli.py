@@ -49,7 +49,7 @@ def test_train_sample_eval_end_to_end(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["nll_nats"] > 0 and metrics["bits_per_dim"] == pytest.approx(metrics["nll_nats"] / 64 / 0.6931, 1e-3)
     assert metrics["train_batches"] == 5 and "digits" in metrics["data_source"]
-    assert (out / "logs" / "metrics.csv").is_file()
+    assert (out / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
 
     sampled = runner.invoke(app, ["sample", str(out), "--n", "9", "--out", str(tmp_path / "grid.png")])
     assert sampled.exit_code == 0 and (tmp_path / "grid.png").is_file()
@@ -174,3 +174,5 @@ def test_resume_extends_a_finished_run(tmp_path):
     result = runner.invoke(app, [*first, "--max-steps", "5", "--resume"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())["train_batches"] == 5
+    sessions = sorted(p.parent.name for p in (out / "logs" / "csv").glob("*/metrics.csv"))
+    assert sessions == ["version_0", "version_1"]  # the first session's log survives the resume

@@ -165,12 +165,14 @@ def make_trainer(
     precision: str,
     progress: bool,
 ) -> L.Trainer:
-    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version="")]
+    # one numbered folder per training session (logs/csv/version_0, version_1 after a resume, ...): Lightning's
+    # loggers overwrite a folder they reuse, and a resumed run must not lose the log of its first session
+    loggers: list[Logger] = [CSVLogger(run_dir / "logs", name="csv")]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
+        loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=loggers[0].version))
     except ImportError:
         pass
     callbacks: list[Callback] = [PeriodicCheckpoint(run_dir / "checkpoints" / "last.ckpt", checkpoint_every)]
