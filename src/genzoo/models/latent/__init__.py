@@ -43,6 +43,16 @@ class LatentModel(GenerativeModel):
     decoder: nn.Module
     pixels: PixelLikelihood
 
+    def build_networks(self, outputs: int) -> None:
+        """The pixel likelihood, encoder (x -> ``outputs`` numbers) and decoder that the config names."""
+        config = self.config
+        self.latent_dim = config.latent
+        self.pixels = make_likelihood(config.likelihood, self.image_shape, config.levels)
+        channels, height, width = self.image_shape
+        self.encoder = make_encoder(config.architecture, self.image_shape, config.hidden, config.layers, outputs)
+        decoder_shape = (self.pixels.params_per_pixel * channels, height, width)
+        self.decoder = make_decoder(config.architecture, config.latent, config.hidden, config.layers, decoder_shape)
+
     @property
     def input_kind(self) -> InputKind:  # type: ignore[override]  (fixed per instance by the likelihood)
         return self.pixels.input_kind

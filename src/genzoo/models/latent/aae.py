@@ -35,9 +35,6 @@ from genzoo.models.latent import (
     ARCHITECTURES,
     LIKELIHOODS,
     LatentModel,
-    make_decoder,
-    make_encoder,
-    make_likelihood,
     network_input,
 )
 from genzoo.registry import models
@@ -100,13 +97,7 @@ class AAE(LatentModel):
 
     def __init__(self, config: AAEConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
-        self.latent_dim = config.latent
-        self.pixels = make_likelihood(config.likelihood, self.image_shape, config.levels)
-        channels, height, width = self.image_shape
-        code_outputs = config.latent * (2 if config.encoder == "gaussian" else 1)
-        self.encoder = make_encoder(config.architecture, self.image_shape, config.hidden, config.layers, code_outputs)
-        decoder_shape = (self.pixels.params_per_pixel * channels, height, width)
-        self.decoder = make_decoder(config.architecture, config.latent, config.hidden, config.layers, decoder_shape)
+        self.build_networks(config.latent * (2 if config.encoder == "gaussian" else 1))
         label_inputs = config.components if config.supervised else 0
         self.discriminator = nn.Sequential(
             nn.Linear(config.latent + label_inputs, config.discriminator_hidden),

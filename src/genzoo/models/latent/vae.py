@@ -28,9 +28,6 @@ from genzoo.models.latent import (
     ARCHITECTURES,
     LIKELIHOODS,
     LatentModel,
-    make_decoder,
-    make_encoder,
-    make_likelihood,
     network_input,
 )
 from genzoo.registry import models
@@ -81,13 +78,7 @@ class VAE(LatentModel):
 
     def __init__(self, config: VAEConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
-        self.latent_dim = config.latent
-        self.pixels = make_likelihood(config.likelihood, self.image_shape, config.levels)
-        channels, height, width = self.image_shape
-        outputs = 2 * config.latent  # mean and log-variance
-        self.encoder = make_encoder(config.architecture, self.image_shape, config.hidden, config.layers, outputs)
-        decoder_shape = (self.pixels.params_per_pixel * channels, height, width)
-        self.decoder = make_decoder(config.architecture, config.latent, config.hidden, config.layers, decoder_shape)
+        self.build_networks(2 * config.latent)  # the encoder gives mean and log-variance
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance [B, Z] of q(z | x)."""
