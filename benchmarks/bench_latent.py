@@ -35,7 +35,7 @@ def measure(key: str, data: str, budget: dict, steps: int, eval_k: int, out: str
     from genzoo.data import load_dataset
     from genzoo.data.stream import BatchStream
     from genzoo.engine import keep_freed_memory
-    from genzoo.models.base import DirectStep
+    from timing import hook_images_per_second
 
     keep_freed_memory()
     name = key.split("-")[0]
@@ -43,15 +43,7 @@ def measure(key: str, data: str, budget: dict, steps: int, eval_k: int, out: str
     dataset = load_dataset(data)
     model = genzoo.create(name, dataset.image_shape, **settings)
     stream = BatchStream(dataset.train, dataset.train_labels, 64, model.input_kind, dataset.levels, seed=0)
-    batches = [stream.batch(i) for i in range(steps + 3)]
-
-    step = DirectStep(model)
-    for batch in batches[:3]:
-        model.training_step(batch, step)
-    start = time.perf_counter()
-    for batch in batches[3:]:
-        model.training_step(batch, step)
-    images_per_second = steps * 64 / (time.perf_counter() - start)
+    images_per_second = hook_images_per_second(model, stream, steps)
 
     start = time.perf_counter()
     run = genzoo.train(name, data, out=out, settings=settings, progress=False, samples=64, **budget)
