@@ -49,7 +49,7 @@ def test_cycle_loss_is_zero_for_inverse_maps_and_positive_otherwise():
 
 def test_image_pool_returns_history_with_probability_one_half():
     generator = torch.Generator().manual_seed(0)
-    pool = ImagePool(50, generator)
+    pool = ImagePool(50, (1,), generator)
     first = torch.arange(50.0)[:, None]
     assert torch.equal(pool.query(first), first)  # while filling, every image passes through and is stored
     queries, from_history = 4000, 0
@@ -57,14 +57,14 @@ def test_image_pool_returns_history_with_probability_one_half():
         new = torch.tensor([[1000.0 + i]])
         returned = pool.query(new)
         from_history += int(returned.item() != new.item())
-        assert len(pool.images) == 50
+        assert int(pool.filled) == 50
     # Binomial(4000, 1/2): standard deviation ~32, so 0.5 +- 0.04 is more than 6 sigma
     assert abs(from_history / queries - 0.5) < 0.04
-    assert ImagePool(0).query(first) is first
+    assert ImagePool(0, (1,)).query(first) is first
 
 
 def test_returned_history_images_are_past_generated_images():
-    pool = ImagePool(4, torch.Generator().manual_seed(1))
+    pool = ImagePool(4, (1,), torch.Generator().manual_seed(1))
     seen = set()
     for i in range(200):
         value = float(i)

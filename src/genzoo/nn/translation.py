@@ -121,13 +121,19 @@ class PatchDiscriminator(nn.Module):
         return self.patch_head(features), classes
 
 
-class ImagePool:
-    """A history of up to ``size`` generated images; ``size`` 0 passes images through."""
+class ImagePool(nn.Module):
+    """A history of up to ``size`` generated images of ``item_shape``; ``size`` 0 passes images through.
 
-    def __init__(self, size: int = 50, generator: torch.Generator | None = None) -> None:
+    The history lives in buffers, so it is part of the model's state: a checkpoint keeps it and a resumed run
+    shows its discriminators exactly the images an uninterrupted run would.
+    """
+
+    def __init__(self, size: int, item_shape: tuple[int, ...], generator: torch.Generator | None = None) -> None:
+        super().__init__()
         self.size = size
-        self.images: list[Tensor] = []
         self.generator = generator
+        self.register_buffer("images", torch.zeros(size, *item_shape))
+        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
 
     def query(self, images: Tensor) -> Tensor:
         """Images [B, ...] (detached) -> as many images, each the new one or, with probability 1/2 once the pool
@@ -136,13 +142,15 @@ class ImagePool:
             return images
         chosen = []
         for image in images.detach():
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
+            filled = int(self.filled)
+            if filled < self.size:
+                self.images[filled] = image
+                self.filled += 1
                 chosen.append(image)
             elif torch.rand((), generator=self.generator) < 0.5:
                 slot = int(torch.randint(self.size, (), generator=self.generator))
-                chosen.append(self.images[slot])
-                self.images[slot] = image.clone()
+                chosen.append(self.images[slot].clone())
+                self.images[slot] = image
             else:
                 chosen.append(image)
         return torch.stack(chosen)

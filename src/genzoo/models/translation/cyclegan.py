@@ -91,7 +91,8 @@ class CycleGAN(TranslationModel):
         self.generator_ba = ResnetGenerator(channels, width=config.generator_width, blocks=config.residual_blocks)
         self.discriminator_a = PatchDiscriminator(channels, height, config.discriminator_width)
         self.discriminator_b = PatchDiscriminator(channels, height, config.discriminator_width)
-        self.pool_a, self.pool_b = ImagePool(config.pool_size), ImagePool(config.pool_size)
+        self.pool_a = ImagePool(config.pool_size, self.image_shape)
+        self.pool_b = ImagePool(config.pool_size, self.image_shape)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
