@@ -174,7 +174,7 @@ def train(
         trainer.fit_loop.max_epochs = min(max_epochs or max_steps, needed)
     started = time.perf_counter()
     start_batches = 0 if checkpoint is None else _batches_in(checkpoint)
-    adapter = fit(network, stream, trainer, max_steps, checkpoint)
+    adapter = fit(network, stream, trainer, max_steps, checkpoint, seed)
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return Run(run_dir, network, {})

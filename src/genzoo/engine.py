@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor
 
 from genzoo.data.stream import BatchStream
@@ -50,17 +52,25 @@ class LightningStep:
         opt.step()
 
 
-class ModelAdapter(L.LightningModule):
-    """Calls the model's training hook; checkpoints the batch counter and RNG so resume is exact."""
+def batch_seed(seed: int, batch: int, rank: int) -> int:
+    """The torch seed of one process for one training batch: distinct per rank, so DDP workers draw different
+    GAN noise, dropout masks and penalty mixes instead of copies of each other (all ranks start from the same
+    ``seed_everything``), and a pure function of the batch, so a resumed run needs no saved RNG state."""
+    return int(np.random.SeedSequence([seed, batch, rank]).generate_state(1, np.uint64)[0] >> 1)
 
-    def __init__(self, model: GenerativeModel, max_batches: int | None = None) -> None:
+
+class ModelAdapter(L.LightningModule):
+    """Calls the model's training hook with the random state seeded for that batch; checkpoints the batch
+    counter so resume is exact."""
+
+    def __init__(self, model: GenerativeModel, max_batches: int | None = None, seed: int = 0) -> None:
         super().__init__()
         self.model = model
         self.automatic_optimization = False
         self.max_batches = max_batches
+        self.seed = seed
         self.batches_done = 0
         self.optimizer_names: list[str] = []
-        self._rng_to_restore: Tensor | None = None
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         optimizers = self.model.configure_optimizers()
@@ -68,6 +78,7 @@ class ModelAdapter(L.LightningModule):
         return list(optimizers.values())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        torch.manual_seed(batch_seed(self.seed, self.batches_done, self.global_rank))
         logs = self.model.training_step(batch, LightningStep(self))
         self.batches_done += 1
         bad = [name for name, value in logs.items() if not math.isfinite(float(value))]
@@ -79,16 +90,20 @@ class ModelAdapter(L.LightningModule):
         self.log_dict({k: float(v) for k, v in logs.items()}, prog_bar=True, on_step=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["genzoo"] = {"batches_done": self.batches_done, "torch_rng": torch.get_rng_state()}
+        checkpoint["genzoo"] = {"batches_done": self.batches_done}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.batches_done = checkpoint["genzoo"]["batches_done"]
-        self._rng_to_restore = checkpoint["genzoo"]["torch_rng"]
 
-    def on_train_start(self) -> None:
-        if self._rng_to_restore is not None:
-            torch.set_rng_state(self._rng_to_restore)
-            self._rng_to_restore = None
+    def on_train_end(self) -> None:
+        """Under DDP, check that every process ends with the same weights (the promise of all-reduced gradients);
+        a mismatch means some update bypassed the gradient synchronization."""
+        if self.trainer.world_size == 1:
+            return
+        sums = torch.stack([p.detach().double().sum() for p in self.model.parameters()])
+        lowest, highest = self.all_gather(sums).aminmax(dim=0)
+        if not torch.equal(lowest, highest):
+            raise GenzooError("data-parallel replicas ended with different weights; the run is not trustworthy")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -154,6 +169,9 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+DDP_START_METHODS: dict[str, Any] = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+
+
 def make_trainer(
     run_dir: Path,
     *,
@@ -161,7 +179,7 @@ def make_trainer(
     max_batches: int | None,
     checkpoint_every: int,
     devices: int | str,
-    strategy: str,
+    strategy: str | DDPStrategy,
     precision: str,
     progress: bool,
 ) -> L.Trainer:
@@ -178,6 +196,10 @@ def make_trainer(
     callbacks: list[Callback] = [PeriodicCheckpoint(run_dir / "checkpoints" / "last.ckpt", checkpoint_every)]
     if max_batches is not None:
         callbacks.append(StopAfterBatches(max_batches))
+    if strategy in DDP_START_METHODS:
+        # GANs update the generator through a frozen discriminator (and the discriminator on detached samples),
+        # so each backward leaves some parameters without gradients: DDP must look for them
+        strategy = DDPStrategy(start_method=DDP_START_METHODS[strategy], find_unused_parameters=True)
     return L.Trainer(
         accelerator="auto",
         devices=devices,
@@ -202,9 +224,10 @@ def fit(
     trainer: L.Trainer,
     max_batches: int | None,
     checkpoint: Path | None,
+    seed: int = 0,
 ) -> ModelAdapter:
-    """Run Lightning's fit; ``checkpoint`` resumes exactly (weights, optimizers, batch counter, RNG, data order)."""
-    adapter = ModelAdapter(model, max_batches)
+    """Run Lightning's fit; ``checkpoint`` resumes exactly (weights, optimizers, batch counter, data order)."""
+    adapter = ModelAdapter(model, max_batches, seed)
     stream.position = lambda: adapter.batches_done
     trainer.fit(adapter, train_dataloaders=stream, ckpt_path=checkpoint)
     return adapter
