@@ -106,7 +106,7 @@ def test_folder_dataset_resizes_labels_and_reports_bad_images(tmp_path):
     assert data.image_shape == (1, 32, 32)  # grey pictures stored as RGB are detected as grey
     assert len(data.train) + len(data.test) == 10 and set(data.train_labels.tolist()) <= {0, 1}
     (tmp_path / "dogs" / "broken.png").write_bytes(b"\x89PNG garbage")
-    with pytest.raises(GenzooError, match="cannot read image .*broken.png"):
+    with pytest.raises(GenzooError, match="broken.png"):
         sources.load_folder(str(tmp_path))
     (tmp_path / "empty").mkdir()
     with pytest.raises(GenzooError, match="has no images"):

@@ -11,14 +11,13 @@ The mask is the union of the K patch squares: 1 where some patch was cut, 0 else
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from genzoo.data.images import read_image_file
 from genzoo.errors import GenzooError
 
 CONTENT_FLOOR = 1e-3  # keeps every window possible, so blank images still yield K distinct patches
@@ -94,18 +93,6 @@ def paste_patches(patches: Tensor, corners: Tensor, height: int, width: int, bac
 def load_patch_images(paths: list[str], channels: int, patch_size: int) -> Tensor:
     """Patch image files (PNG, JPEG, ...) as uint8 [K, C, P, P], converted to ``channels`` and resized to
     ``patch_size`` when needed; a missing or unreadable file is a GenzooError naming it."""
-    patches = []
-    for name in paths:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise GenzooError(f"patch image {name} does not exist")
-        try:
-            with Image.open(path) as picture:
-                picture = picture.convert("L" if channels == 1 else "RGB")
-                if picture.size != (patch_size, patch_size):
-                    picture = picture.resize((patch_size, patch_size), Image.Resampling.BILINEAR)
-                pixels = np.asarray(picture, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise GenzooError(f"patch image {name} is not a readable image: {err}") from None
-        patches.append(torch.from_numpy(pixels.copy()).reshape(patch_size, patch_size, channels).permute(2, 0, 1))
-    return torch.stack(patches)
+    size = (patch_size, patch_size)
+    patches = [read_image_file(path, "L" if channels == 1 else "RGB", size) for path in paths]  # [P, P, C] each
+    return torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous()

