@@ -2,7 +2,6 @@
 ends in success or one `error:` line naming the file, never a traceback or a half-written run directory."""
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import genzoo
-from genzoo.cli import main
 from genzoo.data.images import read_image_file
 from genzoo.errors import GenzooError
+from test_fuzz_cli import run_cli
 
 MODES = ["1", "L", "P", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F"]
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif", "WEBP": ".webp"}
@@ -103,19 +102,6 @@ def test_oversized_and_unsupported_files_are_refused_by_name(tmp_path, monkeypat
     (tmp_path / "notes.png").write_text("%PDF-1.4 not an image")
     with pytest.raises(GenzooError, match="notes.png is not an image of a supported type"):
         read_image_file(tmp_path / "notes.png", "L")
-
-
-def run_cli(argv, capsys):
-    old = sys.argv
-    sys.argv = ["genzoo", *argv]
-    try:
-        main()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    finally:
-        sys.argv = old
-    return code, capsys.readouterr()
 
 
 @FUZZ
