@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import genzoo
 from genzoo.cli import app
-from genzoo.models.adversarial.text2image import joint_embedding_loss
+from genzoo.models.adversarial.text2image import joint_embedding_loss, one_factor_mismatch
 from genzoo.models.base import DirectStep
 
 TINY = {"width": 8, "latent_dim": 8, "text_dim": 8, "compressed_dim": 4, "word_dim": 8}
@@ -69,16 +69,45 @@ def test_joint_embedding_loss_prefers_matching_pairs_and_counts_equal_labels_as_
     )
 
 
-def test_a_real_training_step_updates_text_encoder_discriminator_and_generator():
-    model = genzoo.create("text2image", (3, 28, 28), **TINY)
+def test_the_text_encoder_is_pretrained_first_then_frozen_while_the_gan_trains():
+    model = genzoo.create("text2image", (3, 28, 28), text_pretrain_batches=1, **TINY)
     networks = (model.text_encoder, model.discriminator, model.generator)
-    before = [[p.detach().clone() for p in n.parameters()] for n in networks]
+
+    def changed():
+        now = [[p.detach().clone() for p in n.parameters()] for n in networks]
+        moved = [any(not torch.equal(a, b) for a, b in zip(old, new)) for old, new in zip(state, now)]
+        state[:] = now
+        return moved
+
+    state = [[p.detach().clone() for p in n.parameters()] for n in networks]
     step = DirectStep(model)
     logs = model.training_step(attribute_batch(), step)
-    assert step.calls == ["text", "discriminator", "generator"]
-    for network, old in zip(networks, before):
-        assert any(not torch.equal(a, b) for a, b in zip(old, network.parameters()))
+    assert step.calls == ["text"] and changed() == [True, False, False]
+    step.batch_index, step.calls = 1, []
+    logs = model.training_step(attribute_batch(), step)
+    assert step.calls == ["discriminator", "generator"] and changed() == [False, True, True]
     assert all(torch.isfinite(v) for v in logs.values())
+
+
+def test_one_factor_mismatch_changes_exactly_one_caption_factor():
+    labels = attribute_batch(400)["y"]
+    wrong = one_factor_mismatch(labels, torch.Generator().manual_seed(0))
+    assert ((wrong != labels).sum(1) == 1).all()
+    assert (wrong >= 0).all() and (wrong.max(0).values < torch.tensor([10, 2, 2, 4, 2])).all()
+    assert set((wrong != labels).float().argmax(1).tolist()) == {0, 1, 2, 3, 4}  # every factor gets changed
+
+
+def test_the_caption_reaches_the_untrained_generator_on_the_scale_of_the_noise():
+    # unit-norm phi(t) through a N(0, 0.02) compression would move G's output ~1% as much as z does (measured), and a
+    # text that G starts out ignoring is never learned; the condition is rescaled and compressed at default scale
+    model = genzoo.create("text2image", (3, 28, 28)).eval()
+    text = model.condition(F.normalize(torch.randn(64, model.config.text_dim), dim=1))
+    noise = model.latent(64)
+    with torch.no_grad():
+        base = model.generator(noise, text)
+        other_text = (model.generator(noise, text.roll(1, 0)) - base).abs().mean()
+        other_noise = (model.generator(noise.roll(1, 0), text) - base).abs().mean()
+    assert other_text > 0.15 * other_noise
 
 
 def test_interpolation_walks_from_one_sentence_to_the_other():
@@ -100,7 +129,8 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
-    assert {"held_out_attributes_match", "train_phrasing_attributes_match"} <= set(metrics)
+    assert {"held_out_attributes_match", "train_phrasing_attributes_match", "held_out_caption_match"} <= set(metrics)
+    assert metrics["classifier_accuracy_on_real"] > 0.8 and metrics["attribute_reader_accuracy_on_real"] > 0.95
     assert (run / "samples.png").is_file() and (run / "interpolations.png").is_file()
     out = tmp_path / "three.png"
     result = runner.invoke(app, ["sample", str(run), "--n", "4", "--text", "a thin blue three", "--out", str(out)])

@@ -8,17 +8,20 @@ whether the text encoder generalizes to phrasings it never saw; both use the sam
 closed and fixed by this module (a trained model can always re-encode text).
 
 A user's own data: a folder of images with a ``captions.txt`` of ``filename<TAB>caption`` lines, read by
-:func:`read_captioned_folder`.
+:func:`read_captioned_folder`; ``folder:PATH`` then labels each image with its caption as a row of UTF-8 byte
+codes (:func:`caption_codes`), which the engine batches like any labels and text2image decodes.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from genzoo.data.images import IMAGE_SUFFIXES
 from genzoo.errors import GenzooError
 
 CLASS_WORDS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -74,11 +77,13 @@ HELD_OUT_TEMPLATES = (
 SLOTS = ("thickness", "slant", "colour", "background")
 PAD, UNKNOWN = "<pad>", "<unk>"
 CAPTIONS_FILE = "captions.txt"
+CAPTION_BYTES = 256  # longest caption (UTF-8 bytes) a captioned folder may hold
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words and punctuation marks (hyphenated words stay whole: ``t-shirt``)."""
-    return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*|[,:.]", text.lower())
+    """Lower-case words (letters and digits of any script) and punctuation marks ``, : .``; hyphenated words stay
+    whole: ``t-shirt``."""
+    return re.findall(r"[^\W_]+(?:-[^\W_]+)*|[,:.]", text.lower())
 
 
 def vocabulary(classes: str) -> list[str]:
@@ -110,33 +115,84 @@ def _pick(options: tuple[str, ...], generator: torch.Generator) -> str:
     return options[int(torch.randint(len(options), (), generator=generator))]
 
 
-def encode(sentences: list[str], words: list[str]) -> Tensor:
-    """Sentences -> token ids [N, T] padded with 0 (T = the longest sentence); unknown words map to 1."""
+def encode(sentences: list[str], words: list[str], hashed_buckets: int = 0) -> Tensor:
+    """Sentences -> token ids [N, T] padded with 0 (T = the longest sentence).
+
+    A word outside ``words`` maps to 1 (unknown), or, with ``hashed_buckets`` > 0, to one of that many ids after
+    ``words`` chosen by a fixed hash of the word (feature hashing): an open vocabulary for users' captions that
+    needs no stored word list, while the closed words keep their own collision-free ids.
+    """
     index = {w: i for i, w in enumerate(words)}
-    tokens = [[index.get(t, 1) for t in tokenize(s)] or [1] for s in sentences]
+
+    def token_id(token: str) -> int:
+        if token in index:
+            return index[token]
+        if hashed_buckets:
+            return len(words) + zlib.crc32(token.encode("utf-8")) % hashed_buckets
+        return 1
+
+    tokens = [[token_id(t) for t in tokenize(s)] or [1] for s in sentences]
     out = torch.zeros(len(tokens), max(len(t) for t in tokens), dtype=torch.long)
     for row, ids in enumerate(tokens):
         out[row, : len(ids)] = torch.tensor(ids)
     return out
 
 
+def caption_codes(sentences: list[str]) -> Tensor:
+    """Sentences -> label rows of UTF-8 byte codes [N, CAPTION_BYTES] (long, zero-padded).
+
+    This is how a user's captions travel through the engine: as the ``y`` of a batch, like any label tensor, so
+    batching, shuffling and exact resume need nothing new. The fixed width tells them apart from attribute rows.
+    """
+    rows = torch.zeros(len(sentences), CAPTION_BYTES, dtype=torch.long)
+    for row, sentence in enumerate(sentences):
+        data = sentence.encode("utf-8")
+        if len(data) > CAPTION_BYTES:
+            raise GenzooError(f"caption {sentence[:40]!r}... is longer than {CAPTION_BYTES} bytes")
+        rows[row, : len(data)] = torch.tensor(list(data), dtype=torch.long)
+    return rows
+
+
+def is_caption_codes(labels: Tensor | None) -> bool:
+    """True for label rows made by :func:`caption_codes` (a user's captions), [N, CAPTION_BYTES]."""
+    return labels is not None and labels.dim() == 2 and labels.shape[1] == CAPTION_BYTES
+
+
+def decode_captions(codes: Tensor) -> list[str]:
+    """Label rows of :func:`caption_codes` back to sentences."""
+    return [bytes(v for v in row if v).decode("utf-8", errors="replace") for row in codes.tolist()]
+
+
 def read_captioned_folder(path: str | Path) -> tuple[list[Path], list[str]]:
-    """A user's folder: image paths and their captions from ``captions.txt`` (``filename<TAB>caption`` lines)."""
+    """A user's folder: image paths (sorted) and their captions from ``captions.txt`` (``filename<TAB>caption``
+    lines, file names relative to the folder). Every image file in the folder must have exactly one caption;
+    every listed file must exist. Errors name the file and line."""
     root = Path(path).expanduser()
     listing = root / CAPTIONS_FILE
     if not listing.is_file():
         raise GenzooError(f"{root} has no {CAPTIONS_FILE} (lines: filename<TAB>caption)")
-    files, sentences = [], []
-    for number, line in enumerate(listing.read_text().splitlines(), 1):
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise GenzooError(f"cannot read {listing} as UTF-8 text: {err}") from None
+    captions: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         name, tab, text = line.partition("\t")
-        if not tab or not text.strip():
+        name = Path(name.strip()).as_posix()
+        if not tab or not name or not text.strip():
             raise GenzooError(f"{listing}:{number}: expected filename<TAB>caption")
+        if name in captions:
+            raise GenzooError(f"{listing}:{number}: {name} is captioned twice")
         if not (root / name).is_file():
             raise GenzooError(f"{listing}:{number}: no image {name} in {root}")
-        files.append(root / name)
-        sentences.append(text.strip())
-    if not files:
+        captions[name] = text.strip()
+    if not captions:
         raise GenzooError(f"{listing} lists no images")
-    return files, sentences
+    images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    for image in images:
+        if image.relative_to(root).as_posix() not in captions:
+            raise GenzooError(f"image {image} has no caption in {listing}")
+    files = sorted(root / name for name in captions)
+    return files, [captions[f.relative_to(root).as_posix()] for f in files]

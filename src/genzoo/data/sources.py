@@ -212,11 +212,19 @@ def digits() -> ImageDataset:
 
 
 def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageDataset:
-    """A user's image files (PNG, JPEG, ...), resized to ``size`` x ``size``; sub-folder names become class labels."""
+    """A user's image files (PNG, JPEG, ...), resized to ``size`` x ``size``; sub-folder names become class labels,
+    or, when the folder holds a ``captions.txt`` (``filename<TAB>caption`` lines), each image's caption does, as a
+    row of byte codes (:func:`genzoo.data.captions.caption_codes`; text2image trains on them)."""
+    from genzoo.data.captions import CAPTIONS_FILE, caption_codes, read_captioned_folder
+
     root = Path(path).expanduser()
     if not root.is_dir():
         raise GenzooError(f"folder:{path} is not a directory")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    captioned = (root / CAPTIONS_FILE).exists()
+    if captioned:
+        files, sentences = read_captioned_folder(root)
+    else:
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if len(files) < 2:
         found = "only one image" if files else "no images"
         kinds = ", ".join(IMAGE_SUFFIXES)
@@ -226,11 +234,14 @@ def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageD
     array = np.stack(pictures)  # [N, H, W, 3]
     grey = bool(np.all(array[..., :1] == array))
     images = torch.from_numpy(array[..., :1] if grey else array).permute(0, 3, 1, 2).contiguous()
-    labels = torch.tensor([classes.index(p.parent.relative_to(root).as_posix()) for p in files])
+    if captioned:
+        labels = caption_codes(sentences)
+    else:
+        labels = torch.tensor([classes.index(p.parent.relative_to(root).as_posix()) for p in files])
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
     n_test = max(1, int(len(files) * test_fraction)) if len(files) > 1 else 0
     test, train = order[:n_test], order[n_test:]
-    label_or_none = (lambda idx: labels[idx]) if len(classes) > 1 else (lambda idx: None)
+    label_or_none = (lambda idx: labels[idx]) if captioned or len(classes) > 1 else (lambda idx: None)
     return ImageDataset(
         f"folder:{path}",
         images[train],
@@ -238,5 +249,5 @@ def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageD
         label_or_none(train),
         label_or_none(test),
         256,
-        f"image folder {root} ({len(files)} images, {size}x{size})",
+        f"image folder {root} ({len(files)} images, {size}x{size}{', captioned' if captioned else ''})",
     )

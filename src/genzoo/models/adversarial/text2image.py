@@ -35,8 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genzoo.data.captions import caption, encode, vocabulary
-from genzoo.data.domains import GROUPS, read_attributes
+from genzoo.data.captions import (
+    CAPTION_BYTES,
+    caption,
+    decode_captions,
+    encode,
+    is_caption_codes,
+    vocabulary,
+)
+from genzoo.data.domains import ATTRIBUTE_GROUPS, GROUPS, random_attributes, read_attributes
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.metrics.sample_quality import frechet_distance_of_features
@@ -46,8 +53,11 @@ from genzoo.models.translation import classifier_for, classify
 from genzoo.registry import models
 
 CAPTION_SEED = 7919  # captions of training batch t come from generator seed CAPTION_SEED + t
+MISMATCH_SEED = 104729  # mismatched captions of batch t come from generator seed MISMATCH_SEED + t
 EVAL_SEED = 0
 EVAL_CHUNK = 500
+MISMATCHES = ("one-factor", "random")
+EXAMPLE_CAPTIONS = 64  # users' training captions kept in the weights for ``sample`` and the figures
 
 
 @dataclass
@@ -57,14 +67,25 @@ class Text2ImageConfig(TrainConfig):
     text_dim: int = 64  # phi(t)
     compressed_dim: int = 32  # the compressed embedding fed to G and D (Reed: 128 from 1024)
     word_dim: int = 64
+    hashed_words: int = 4096  # ids for words outside the closed caption vocabulary (users' captions)
     width: int = 64
     lr: float = 2e-4
     text_lr: float = 1e-3
     beta1: float = 0.5
     beta2: float = 0.999
+    text_pretrain_batches: int = 400  # first batches train only the text encoder, which is then frozen
+    mismatch: str = "one-factor"  # "one-factor" (attribute captions) or "random" (another caption of the batch)
     interpolation_weight: float = 1.0  # weight of the INT generator term
     temperature: float = 0.1  # of the joint embedding softmax
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
+    text_projection: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mismatch not in MISMATCHES:
+            raise ValueError(f"mismatch must be one of {', '.join(MISMATCHES)}, got {self.mismatch!r}")
+        if self.text_pretrain_batches < 0:
+            raise ValueError("text_pretrain_batches must be at least 0")
 
 
 class TextEncoder(nn.Module):
@@ -139,30 +160,42 @@ class ConditionalGenerator(nn.Module):
 
 
 class MatchingDiscriminator(nn.Module):
-    """(images, phi(t)) -> one logit per pair [B]; the text joins the image features at 1/4 resolution."""
+    """(images, phi(t)) -> one logit per pair [B]: three stride-2 convolutions to a ~4x4 map (as the paper's
+    4x4), where the compressed text, spatially replicated, joins before a 1x1 and a final full-map convolution."""
 
-    def __init__(self, image_shape: tuple[int, int, int], text_dim: int, compressed: int, width: int) -> None:
+    def __init__(
+        self, image_shape: tuple[int, int, int], text_dim: int, compressed: int, width: int, projection: bool = False
+    ) -> None:
         super().__init__()
         channels, height, width_px = image_shape
         self.compression = Compression(text_dim, compressed)
+        self.projection = nn.Linear(compressed, 4 * width, bias=False) if projection else None
         self.image_features = nn.Sequential(
             nn.Conv2d(channels, width, 4, 2, 1),
             nn.LeakyReLU(0.2, True),
             nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),
             nn.BatchNorm2d(2 * width),
             nn.LeakyReLU(0.2, True),
-        )
-        self.joint = nn.Sequential(
-            nn.Conv2d(2 * width + compressed, 2 * width, 1, bias=False),
-            nn.BatchNorm2d(2 * width),
+            nn.Conv2d(2 * width, 4 * width, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(4 * width),
             nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * width, 1, (height // 4, width_px // 4)),
+        )
+        final = [(side // 4 - 1) // 2 + 1 for side in (height, width_px)]  # H/4 -> ceil(H/8)
+        self.joint = nn.Sequential(
+            nn.Conv2d(4 * width + compressed, 4 * width, 1, bias=False),
+            nn.BatchNorm2d(4 * width),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * width, 1, tuple(final)),
         )
 
     def forward(self, images: Tensor, embedding: Tensor) -> Tensor:
-        features = self.image_features(images)  # [B, 2 width, H/4, W/4]
-        text = self.compression(embedding)[:, :, None, None].expand(-1, -1, *features.shape[-2:])
-        return self.joint(torch.cat([features, text], 1)).flatten()
+        features = self.image_features(images)  # [B, 4 width, H/8, W/8]
+        compressed = self.compression(embedding)
+        text = compressed[:, :, None, None].expand(-1, -1, *features.shape[-2:])
+        logits = self.joint(torch.cat([features, text], 1)).flatten()
+        if self.projection is not None:
+            logits = logits + (self.projection(compressed) * features.sum((2, 3))).sum(1)
+        return logits
 
 
 def joint_embedding_loss(
@@ -177,9 +210,20 @@ def joint_embedding_loss(
     return (image_to_text + text_to_image) / 2
 
 
+def one_factor_mismatch(labels: Tensor, generator: torch.Generator) -> Tensor:
+    """Attribute label rows [B, 1 + groups] with exactly one column (uniform) changed to another value (uniform)."""
+    sizes = torch.tensor([10, *(len(values) for values in ATTRIBUTE_GROUPS.values())])
+    rows = torch.arange(len(labels))
+    column = torch.randint(len(sizes), (len(labels),), generator=generator)
+    shift = 1 + (torch.rand(len(labels), generator=generator) * (sizes[column] - 1)).long()  # 1 .. size - 1
+    changed = labels.clone()
+    changed[rows, column] = (labels[rows, column] + shift) % sizes[column]
+    return changed
+
+
 @models.register("text2image")
 class Text2Image(GenerativeModel):
-    """GAN-INT-CLS with a jointly learned word-level text encoder."""
+    """GAN-INT-CLS with a word-level text encoder pre-trained in the run by a joint image-text embedding."""
 
     family = "adversarial"
     input_kind = "signed"
@@ -192,14 +236,20 @@ class Text2Image(GenerativeModel):
         if height % 4 or width % 4:
             raise GenzooError(f"text2image needs image sides divisible by 4, got {height}x{width}")
         self.words = vocabulary(config.classes)
-        self.text_encoder = TextEncoder(len(self.words), config.word_dim, config.text_dim)
+        self.text_encoder = TextEncoder(len(self.words) + config.hashed_words, config.word_dim, config.text_dim)
         self.image_encoder = ImageEncoder(channels, config.width, config.text_dim)
         self.generator = ConditionalGenerator(
             image_shape, config.latent_dim, config.text_dim, config.compressed_dim, config.width
         )
-        self.discriminator = MatchingDiscriminator(image_shape, config.text_dim, config.compressed_dim, config.width)
+        self.discriminator = MatchingDiscriminator(
+            image_shape, config.text_dim, config.compressed_dim, config.width, config.text_projection
+        )
         self.generator.apply(normal_init)
         self.discriminator.apply(normal_init)
+        for compression in (self.generator.compression, self.discriminator.compression):
+            compression.layer[0].reset_parameters()  # see the docstring: the text must not start 50x below z
+        self.register_buffer("example_captions", torch.zeros(EXAMPLE_CAPTIONS, CAPTION_BYTES, dtype=torch.long))
+        self.register_buffer("example_count", torch.zeros((), dtype=torch.long))
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
@@ -214,17 +264,54 @@ class Text2Image(GenerativeModel):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def tokens(self, sentences: list[str]) -> Tensor:
+        return encode(sentences, self.words, self.config.hashed_words).to(self._device())
+
+    def condition(self, unit_embeddings: Tensor) -> Tensor:
+        """Unit-norm phi(t) [B, text_dim] scaled to unit variance per dimension, the scale of the noise z."""
+        return unit_embeddings * self.config.text_dim**0.5
+
     def embed(self, sentences: list[str]) -> Tensor:
-        """phi(t) for each sentence, [B, text_dim]."""
-        return self.text_encoder(encode(sentences, self.words).to(self._device()))
+        """The GAN's condition phi(t) for each sentence, [B, text_dim]."""
+        return self.condition(self.text_encoder(self.tokens(sentences)))
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return torch.randn(n, self.config.latent_dim, generator=generator).to(self._device())
 
+    def sentences(self, labels: Tensor | None, batch_index: int) -> list[str]:
+        """A caption per image: a user's caption, or one written from attribute labels (seeded by the batch)."""
+        if is_caption_codes(labels):
+            return decode_captions(labels.cpu())
+        labels = self.check_labels(labels)
+        return caption(labels.cpu(), self.config.classes, torch.Generator().manual_seed(CAPTION_SEED + batch_index))
+
     def check_labels(self, labels: Tensor | None) -> Tensor:
+        if is_caption_codes(labels):
+            return labels
         if labels is None or labels.dim() != 2 or labels.shape[1] != 5:
-            raise GenzooError("text2image captions its images from attribute labels; train it on mnist-attributes")
+            raise GenzooError(
+                "text2image needs captions: train it on mnist-attributes / fashion-attributes (captions written "
+                "from attribute labels) or on folder:PATH with a captions.txt"
+            )
         return labels
+
+    def mismatched(self, labels: Tensor, right: Tensor, batch_index: int) -> Tensor:
+        """phi of a wrong caption per image: the same attributes with one factor changed (``one-factor``, attribute
+        labels only), else the next caption of the batch (the paper's random mismatch)."""
+        if self.config.mismatch == "one-factor" and not is_caption_codes(labels):
+            generator = torch.Generator().manual_seed(MISMATCH_SEED + batch_index)
+            wrong = caption(one_factor_mismatch(labels.cpu(), generator), self.config.classes, generator)
+            with torch.no_grad():
+                return self.embed(wrong)
+        return right.roll(1, 0)
+
+    def remember_captions(self, labels: Tensor) -> None:
+        """Keep the first users' captions seen in training, so ``sample`` needs no data files."""
+        count = int(self.example_count)
+        if is_caption_codes(labels) and count < EXAMPLE_CAPTIONS:
+            taken = labels[: EXAMPLE_CAPTIONS - count]
+            self.example_captions[count : count + len(taken)] = taken.to(self.example_captions)
+            self.example_count += len(taken)
 
     def discriminator_losses(self, real: Tensor, fake: Tensor, right: Tensor, mismatched: Tensor) -> dict[str, Tensor]:
         """The matching-aware loss over the three pairs (real, right), (real, mismatched), (fake, right)."""
@@ -247,21 +334,24 @@ class Text2Image(GenerativeModel):
         c = self.config
         real = batch["x"]
         labels = self.check_labels(batch.get("y"))
-        sentences = caption(labels.cpu(), c.classes, torch.Generator().manual_seed(CAPTION_SEED + step.batch_index))
-        tokens = encode(sentences, self.words).to(real.device)
+        self.remember_captions(labels)
+        tokens = self.tokens(self.sentences(labels, step.batch_index))
+        if step.batch_index < c.text_pretrain_batches:
+            # Reed et al. pre-train the text encoder, then keep it fixed: the GAN starts on a settled embedding
+            joint = joint_embedding_loss(self.image_encoder(real), self.text_encoder(tokens), labels, c.temperature)
+            step.optimize(joint, "text")
+            return {"joint_embedding_loss": joint.detach()}
 
-        text_embeddings = self.text_encoder(tokens)
-        joint = joint_embedding_loss(self.image_encoder(real), text_embeddings, labels, c.temperature)
-        step.optimize(joint, "text")
-
-        right = text_embeddings.detach()
-        mismatched = right.roll(1, 0)
+        with torch.no_grad():
+            right = self.condition(self.text_encoder(tokens))
+        mismatched = self.mismatched(labels, right, step.batch_index)
         fake = self.generator(self.latent(len(real)), right)
         d_losses = self.discriminator_losses(real, fake, right, mismatched)
         d_loss = d_losses.pop("loss")
         step.optimize(d_loss, "discriminator")
 
-        interpolated = F.normalize((right + right.roll(1, 0)) / 2, dim=1)  # beta = 1/2, kept on the unit sphere
+        # beta = 1/2, brought back to the sphere (radius sqrt(text_dim)) that the encoder's embeddings lie on
+        interpolated = self.condition(F.normalize(right + right.roll(1, 0), dim=1))
         with frozen(self.discriminator):
             adversarial = generator_loss(self.discriminator(fake, right), "non-saturating")
             interpolation = generator_loss(
@@ -269,72 +359,78 @@ class Text2Image(GenerativeModel):
             )
         step.optimize(adversarial + c.interpolation_weight * interpolation, "generator")
         return {
-            "joint_embedding_loss": joint.detach(),
             "discriminator_loss": d_loss.detach(),
             **{k: v.detach() for k, v in d_losses.items()},
             "generator_loss": adversarial.detach(),
             "interpolation_loss": interpolation.detach(),
         }
 
+    def example_sentences(self, n: int, seed: int = EVAL_SEED) -> list[str]:
+        """n captions to draw when none is given: the stored users' captions, else random attribute labels
+        captioned with the held-out templates."""
+        count = int(self.example_count)
+        if count:
+            return decode_captions(self.example_captions[torch.arange(n) % count].cpu())
+        generator = torch.Generator().manual_seed(seed)
+        return caption(self.random_labels(n, generator), self.config.classes, generator, held_out=True)
+
     @torch.no_grad()
     def sample(self, n: int, text: str = "", interpolate: str = "") -> Tensor:
         """``text``: n images of that sentence; ``interpolate`` "first sentence | second sentence": n images
-        along the line between their embeddings (one noise draw); neither: random labels captioned with the
-        held-out templates."""
+        along the line between their embeddings (one noise draw); neither: n images of :meth:`example_sentences`."""
         if interpolate:
             ends = [part.strip() for part in interpolate.split("|")]
             if len(ends) != 2 or not all(ends):
                 raise GenzooError('--interpolate takes two sentences separated by "|"')
             first, second = self.embed(ends)
             weights = torch.linspace(0, 1, n, device=first.device)[:, None]
-            embeddings = F.normalize((1 - weights) * first + weights * second, dim=1)
+            embeddings = self.condition(F.normalize((1 - weights) * first + weights * second, dim=1))
             return self.generator(self.latent(1).expand(n, -1), embeddings)
         if text:
             return self.generator(self.latent(n), self.embed([text]).expand(n, -1))
-        labels = self.random_labels(n, torch.Generator().manual_seed(EVAL_SEED))
-        sentences = caption(labels, self.config.classes, torch.Generator().manual_seed(EVAL_SEED), held_out=True)
-        return self.generator(self.latent(n), self.embed(sentences))
+        return self.generator(self.latent(n), self.embed(self.example_sentences(n)))
 
     @torch.no_grad()
     def figures(self, x: Tensor) -> dict[str, Tensor]:
-        """interpolations.png (INT): 4 rows of 8 images, each walking from one held-out caption to another."""
-        generator = torch.Generator().manual_seed(EVAL_SEED)
-        sentences = caption(self.random_labels(8, generator), self.config.classes, generator, held_out=True)
+        """interpolations.png (INT): 4 rows of 8 images, each walking from one caption to another."""
+        sentences = self.example_sentences(8)
         rows = [self.sample(8, interpolate=f"{a} | {b}") for a, b in zip(sentences[::2], sentences[1::2])]
         return {"interpolations.png": torch.cat(rows)}
 
     @staticmethod
     def random_labels(n: int, generator: torch.Generator) -> Tensor:
-        from genzoo.data.domains import random_attributes
-
         return torch.cat([torch.randint(10, (n, 1), generator=generator), random_attributes(n, generator)], 1)
+
+    def generate(self, sentences: list[str]) -> Tensor:
+        """One image per sentence [N, C, H, W] in [-1, 1], noise from the evaluation seed, in chunks."""
+        noise = self.latent(len(sentences), torch.Generator().manual_seed(EVAL_SEED))
+        chunks = [sentences[i : i + EVAL_CHUNK] for i in range(0, len(sentences), EVAL_CHUNK)]
+        return torch.cat([self.generator(z, self.embed(part)) for z, part in zip(noise.split(EVAL_CHUNK), chunks)])
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, data: str | None = None) -> dict[str, Any]:
-        """Captions of the test labels written with held-out templates (and, for comparison, training ones):
-        the share of generated images whose class (read by the classifier) and attributes (read by the measures)
-        match the caption, per part and jointly; Fréchet distance to the real test images in the classifier's
-        feature space."""
+        """Attribute captions: the test labels captioned with held-out templates (and, for comparison, training
+        ones); the share of generated images whose class (read by the classifier) and attributes (read by the
+        measures) match the caption, per part and jointly; Fréchet distance to the real test images in the
+        classifier's feature space; the classifier's accuracy on the real test images (the ceiling).
+        A user's captions: see :meth:`evaluate_user_captions`."""
         labels = self.check_labels(labels)[: self.config.eval_images]
         x = x[: self.config.eval_images]
+        if is_caption_codes(labels):
+            return self.evaluate_user_captions(x, decode_captions(labels))
         classifier = classifier_for(data or getattr(self, "run_config", {}).get("data"))
-        real_features = classify(classifier, (x + 1) / 2)[0] if classifier is not None else None
         report: dict[str, Any] = {"test_captions": len(labels)}
+        if classifier is not None:
+            real_features, real_classes = classify(classifier, (x + 1) / 2)
+            report["classifier_accuracy_on_real"] = float((real_classes == labels[:, 0]).float().mean())
+        report["attribute_reader_accuracy_on_real"] = float(
+            (read_attributes((x + 1) / 2) == labels[:, 1:]).all(1).float().mean()
+        )
         for held_out, prefix in ((True, "held_out_"), (False, "train_phrasing_")):
             sentences = caption(
                 labels, self.config.classes, torch.Generator().manual_seed(EVAL_SEED), held_out=held_out
             )
-            noise = self.latent(len(labels), torch.Generator().manual_seed(EVAL_SEED))
-            images = torch.cat(
-                [
-                    self.generator(z, self.embed(part))
-                    for z, part in zip(
-                        noise.split(EVAL_CHUNK),
-                        [sentences[i : i + EVAL_CHUNK] for i in range(0, len(sentences), EVAL_CHUNK)],
-                    )
-                ]
-            )
-            unit = (images + 1) / 2
+            unit = (self.generate(sentences) + 1) / 2
             hits = read_attributes(unit) == labels[:, 1:]  # [N, G]
             for g, group in enumerate(GROUPS):
                 report[f"{prefix}{group}_match"] = float(hits[:, g].float().mean())
@@ -348,3 +444,21 @@ class Text2Image(GenerativeModel):
         if classifier is not None:
             report["classifier"] = classifier.name
         return report
+
+    def evaluate_user_captions(self, x: Tensor, sentences: list[str]) -> dict[str, Any]:
+        """With no classifier for a user's images, the model's own joint embedding judges the match: the share of
+        images generated from the test captions whose nearest test caption (cosine, image encoder vs text
+        encoder) is the one they were drawn from (an identical caption counts), next to the chance level and to
+        the same retrieval for the real test images."""
+        texts = self.text_encoder(self.tokens(sentences))  # [N, text_dim], unit norm
+
+        def retrieval(images: Tensor) -> float:
+            nearest = (self.image_encoder(images) @ texts.T).argmax(1)
+            return sum(sentences[int(j)] == s for j, s in zip(nearest, sentences)) / len(sentences)
+
+        return {
+            "test_captions": len(sentences),
+            "caption_retrieval": retrieval(self.generate(sentences)),
+            "caption_retrieval_real_images": retrieval(x),
+            "caption_retrieval_chance": 1 / len(set(sentences)),
+        }
