@@ -41,21 +41,12 @@ def rates(data: str, steps: int) -> dict[str, float]:
     import genzoo
     from genzoo.data import load_dataset
     from genzoo.data.transforms import prepare
+    from genzoo.models.base import DirectStep
 
     dataset = load_dataset(data)
     batch = {"x": prepare(dataset.train[:BATCH], "signed", dataset.levels)}
 
-    class Step:
-        def __init__(self, model: torch.nn.Module, batch_index: int) -> None:
-            self.optimizers = model.configure_optimizers()
-            self.batch_index, self.max_batches = batch_index, None
-
-        def optimize(self, loss: torch.Tensor, optimizer: str = "model") -> None:
-            self.optimizers[optimizer].zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizers[optimizer].step()
-
-    def timed(model: torch.nn.Module, step: Step) -> float:
+    def timed(model: torch.nn.Module, step: DirectStep) -> float:
         for _ in range(2):
             model.training_step(batch, step)
         start = time.perf_counter()
@@ -67,24 +58,26 @@ def rates(data: str, steps: int) -> dict[str, float]:
     progan = genzoo.create("progan", dataset.image_shape, resolution=32, phase_images=BATCH)
     for level in range(progan.levels):
         # with one-batch phases, batch 2 * level is the stable phase of ``level``
-        out[f"progan-{4 * 2**level}"] = timed(progan, Step(progan, 2 * level))
+        out[f"progan-{4 * 2**level}"] = timed(progan, DirectStep(progan, 2 * level))
     for name in ("dcgan", "puzzlegan"):
         model = genzoo.create(name, dataset.image_shape)
-        out[name] = timed(model, Step(model, 10**6))
+        out[name] = timed(model, DirectStep(model, 10**6))
     return out
+
+
+def progan_seconds(rate: dict[str, float], batches: int, phase_images: int) -> float:
+    """Training-hook seconds of the first ``batches`` of the growth schedule at the measured per-stage rates."""
+    from genzoo.models.adversarial.progan import growth
+
+    return sum(BATCH / rate[f"progan-{4 * 2 ** growth(b * BATCH, phase_images, 4)[0]}"] for b in range(batches))
 
 
 def plan_progan(rate: dict[str, float], seconds: float, phase_images: int) -> int:
     """Batches of the growth schedule that fit ``seconds`` at the measured per-stage rates."""
-    from genzoo.models.adversarial.progan import growth
-
-    elapsed, batches = 0.0, 0
-    while True:
-        level, _ = growth(batches * BATCH, phase_images, 4)
-        elapsed += BATCH / rate[f"progan-{4 * 2**level}"]
-        if elapsed > seconds:
-            return max(batches, 2)
-        batches += 1
+    batches = 2
+    while progan_seconds(rate, batches + 100, phase_images) <= seconds:
+        batches += 100
+    return batches
 
 
 def train(model: str, data: str, steps: int, out: Path, settings: dict, env: dict) -> dict:
@@ -107,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", type=float, default=None, help="seconds of training per model (smoke run)")
     parser.add_argument("--budget", type=float, default=360.0, help="seconds of training per model (full mode)")
+    parser.add_argument("--progan-batches", type=int, default=None, help="ProGAN batches instead of a time plan")
     parser.add_argument("--data", default="mnist")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="folder for the run directories (default: temporary)")
@@ -122,7 +116,7 @@ def main() -> None:
     load_before = os.getloadavg()
 
     rate = rates(args.data, 4 if args.quick is not None else 10)
-    progan_steps = plan_progan(rate, seconds, phase_images)
+    progan_steps = args.progan_batches or plan_progan(rate, seconds, phase_images)
     progan = train(
         "progan",
         args.data,
@@ -131,7 +125,8 @@ def main() -> None:
         {"resolution": 32, "phase_images": phase_images},
         env,
     )
-    dcgan_steps = max(2, round(progan["train_seconds"] * rate["dcgan"] / BATCH))
+    # equal CPU time from the hook rates measured together in this run (a ratio, robust to the machine's load)
+    dcgan_steps = max(2, round(progan_seconds(rate, progan_steps, phase_images) * rate["dcgan"] / BATCH))
     dcgan = train("dcgan", args.data, dcgan_steps, root / "dcgan", {}, env)
     puzzle_steps = max(2, round(seconds * rate["puzzlegan"] / BATCH))
     puzzle = train("puzzlegan", args.data, puzzle_steps, root / "puzzlegan", {}, env)
