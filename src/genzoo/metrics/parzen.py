@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy.optimize import minimize_scalar
 from torch import Tensor
 
 
@@ -59,6 +58,8 @@ def fit_sigma(samples: Tensor, validation: Tensor, bounds: tuple[float, float] =
 
     def negative_mean(log_sigma: float) -> float:
         return -float(log_density_from_distances(distances, math.exp(log_sigma), dims).mean())
+
+    from scipy.optimize import minimize_scalar  # imported here: scipy.optimize costs ~1 s to import
 
     result = minimize_scalar(
         negative_mean, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": 1e-4}

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from genzoo.errors import GenzooError
@@ -134,6 +133,8 @@ def code_accuracy(codes: Tensor, labels: Tensor) -> float:
     size = int(max(codes.max(), labels.max())) + 1
     counts = torch.zeros(size, size, dtype=torch.long)
     counts.index_put_((codes, labels), torch.ones_like(codes), accumulate=True)  # [code, label]
+    from scipy.optimize import linear_sum_assignment  # imported here: scipy.optimize costs ~1 s to import
+
     rows, cols = linear_sum_assignment(counts.numpy(), maximize=True)
     return float(counts.numpy()[rows, cols].sum() / len(codes))
 

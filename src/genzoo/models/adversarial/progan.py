@@ -22,7 +22,9 @@ The generator learns 4x slower than the critic (Adam lr 2.5e-4 vs 1e-3; the pape
 these narrow networks and short phases, equal rates collapsed the samples to one or two shapes by the 16x16 stage
 (per-pixel standard deviation over a batch falling from 0.19 to 0.08 against the data's 0.28, measured), while the
 slower generator (the two time-scale update rule of Heusel et al. 2017) kept the variety and drew recognisable
-digits after 1,100 batches. 28x28 data (MNIST, Fashion-MNIST) is padded with 2 pixels of background on every side to 32x32: exact, and undone
+digits after 1,100 batches.
+
+28x28 data (MNIST, Fashion-MNIST) is padded with 2 pixels of background on every side to 32x32: exact, and undone
 by cropping the generated 32x32 images back to 28x28, so samples, the run's image shape and the metrics match the
 data (bilinear resizing would blur the real images instead).
 """
