@@ -6,6 +6,7 @@ its measured speed allows in the budget (a few batches are timed first), then ev
 
     flock /tmp/genzoo-bench.lock python benchmarks/bench_translation.py            # 480 s per model
     flock /tmp/genzoo-bench.lock python benchmarks/bench_translation.py --quick 20
+    ... --models cyclegan,stargan --batches 3500,7700    # fixed batch budgets (about 10 idle minutes each)
     ... --models stargan --set stargan.critic_steps=1          # model settings, as --set key=value
 """
 
@@ -31,18 +32,25 @@ HEADLINES = {
     "cyclegan": (
         "a_to_b_target_accuracy",
         "a_to_b_class_preservation",
+        "a_to_b_other_attributes_kept",
         "a_to_b_cycle_l1",
         "b_to_a_target_accuracy",
         "b_to_a_class_preservation",
+        "b_to_a_cycle_l1",
         "a_to_b_frechet_distance",
+        "real_class_accuracy",
     ),
     "stargan": (
         "thickness_target_accuracy",
         "slant_target_accuracy",
         "colour_target_accuracy",
         "background_target_accuracy",
+        "mean_attribute_accuracy",
+        "all_attributes_accuracy",
         "class_preservation",
         "reconstruction_l1",
+        "auxiliary_classifier_accuracy",
+        "real_class_accuracy",
     ),
     "text2image": (
         "held_out_caption_match",
@@ -67,8 +75,10 @@ def seconds_per_batch(name: str, data: str, batch_size: int, settings: dict, bat
     return (time.perf_counter() - started) / batches
 
 
-def run(name: str, data: str, budget: float, batch_size: int, out: Path, settings: dict) -> dict:
-    steps = max(2, int(budget / seconds_per_batch(name, data, batch_size, settings)))
+def run(
+    name: str, data: str, budget: float, batch_size: int, out: Path, settings: dict, batches: int | None = None
+) -> dict:
+    steps = batches or max(2, int(budget / seconds_per_batch(name, data, batch_size, settings)))
     started = time.perf_counter()
     result = genzoo.train(
         name, data, max_steps=steps, batch_size=batch_size, out=out / name, progress=False, settings=settings
@@ -84,6 +94,9 @@ def main() -> None:
     parser.add_argument("--quick", type=float, default=None, help="seconds of training per model (smoke run)")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds of training per model (full mode)")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument(
+        "--batches", default=None, help="comma-separated batch counts, one per model (instead of a time budget)"
+    )
     parser.add_argument("--data", default="mnist-attributes")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None, help="keep the run directories here")
@@ -101,9 +114,13 @@ def main() -> None:
         target, _, value = assignment.partition("=")
         model_name, _, key = target.partition(".")
         settings.setdefault(model_name, {})[key] = value
+    names = args.models.split(",")
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else [None] * len(names)
+    if len(batches) != len(names):
+        parser.error("--batches needs one count per model")
     rows = {}
-    for name in args.models.split(","):
-        rows[name] = run(name, args.data, budget, args.batch_size, out, settings.get(name, {}))
+    for name, count in zip(names, batches):
+        rows[name] = run(name, args.data, budget, args.batch_size, out, settings.get(name, {}), count)
         rows[name]["settings"] = settings.get(name, {})
         rows[name]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows[name]["load_average_after"] = os.getloadavg()[0]

@@ -14,7 +14,7 @@ from genzoo.errors import GenzooError
 from genzoo.models.base import DirectStep
 from genzoo.models.translation import cycle_loss, linear_decay
 from genzoo.models.translation.cyclegan import domain_members
-from genzoo.nn.translation import ImagePool
+from genzoo.nn.translation import ImagePool, ResnetGenerator
 
 TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
 runner = CliRunner()
@@ -95,6 +95,15 @@ def test_a_real_training_step_updates_all_four_networks():
     for network, old in zip(networks, before):
         assert any(not torch.equal(a, b) for a, b in zip(old, network.parameters()))
     assert all(torch.isfinite(v) for v in logs.values())
+
+
+@pytest.mark.parametrize("downsamplings", [1, 2])
+def test_resnet_generator_keeps_the_image_shape_and_range(downsamplings):
+    generator = ResnetGenerator(3, width=4, blocks=1, downsamplings=downsamplings)
+    bottleneck = [m for m in generator.network if isinstance(m, nn.Conv2d)][downsamplings]  # last stride-2 conv
+    assert bottleneck.stride == (2, 2) and bottleneck.out_channels == 4 * 2**downsamplings
+    out = generator(torch.randn(2, 3, 28, 28) * 3)
+    assert out.shape == (2, 3, 28, 28) and out.abs().max() <= 1
 
 
 def test_overlapping_domains_are_refused():

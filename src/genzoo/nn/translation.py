@@ -19,19 +19,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def normalization_layer(kind: str, channels: int) -> nn.Module:
+    """``instance`` (CycleGAN's and StarGAN's default) or ``batch`` (the official CycleGAN code's other option)."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown normalization {kind!r}; valid: instance, batch")
+
+
 class ResidualBlock(nn.Module):
     """x + conv-norm-relu-conv-norm(x), 3x3 convolutions with reflection padding."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, normalization: str = "instance") -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels, affine=True),
+            normalization_layer(normalization, channels),
             nn.ReLU(True),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels, affine=True),
+            normalization_layer(normalization, channels),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -41,7 +50,7 @@ class ResidualBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """Images [B, C, H, W] in [-1, 1] (plus ``condition_channels`` label maps) -> images [B, C_out, H, W] in [-1, 1].
 
-    H and W must be divisible by 4 (two down- and up-samplings).
+    H and W must be divisible by 2 ** ``downsamplings`` (the paper: two stride-2 convolutions down, two up).
     """
 
     def __init__(
@@ -51,30 +60,30 @@ class ResnetGenerator(nn.Module):
         width: int = 32,
         blocks: int = 6,
         condition_channels: int = 0,
+        downsamplings: int = 2,
+        normalization: str = "instance",
     ) -> None:
         super().__init__()
         out_channels = out_channels or channels
 
         def down(inputs: int, outputs: int) -> list[nn.Module]:
-            return [nn.Conv2d(inputs, outputs, 3, 2, 1), nn.InstanceNorm2d(outputs, affine=True), nn.ReLU(True)]
+            return [nn.Conv2d(inputs, outputs, 3, 2, 1), normalization_layer(normalization, outputs), nn.ReLU(True)]
 
         def up(inputs: int, outputs: int) -> list[nn.Module]:
             return [
                 nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1),
-                nn.InstanceNorm2d(outputs, affine=True),
+                normalization_layer(normalization, outputs),
                 nn.ReLU(True),
             ]
 
         self.network = nn.Sequential(
             nn.ReflectionPad2d(3),
             nn.Conv2d(channels + condition_channels, width, 7),
-            nn.InstanceNorm2d(width, affine=True),
+            normalization_layer(normalization, width),
             nn.ReLU(True),
-            *down(width, 2 * width),
-            *down(2 * width, 4 * width),
-            *(ResidualBlock(4 * width) for _ in range(blocks)),
-            *up(4 * width, 2 * width),
-            *up(2 * width, width),
+            *(layer for i in range(downsamplings) for layer in down(width * 2**i, width * 2 ** (i + 1))),
+            *(ResidualBlock(width * 2**downsamplings, normalization) for _ in range(blocks)),
+            *(layer for i in reversed(range(downsamplings)) for layer in up(width * 2 ** (i + 1), width * 2**i)),
             nn.ReflectionPad2d(3),
             nn.Conv2d(width, out_channels, 7),
             nn.Tanh(),

@@ -13,13 +13,17 @@ half of training (the paper's 100 + 100 epochs, here as a fraction of ``--max-st
 Domains: ``domain_a`` / ``domain_b`` are attribute values of :mod:`genzoo.data.domains` ("thin" / "thick", or
 several at once, "white,dark" / "red,light"). Each batch of ``mnist-attributes`` is split by its labels into the
 images of A and of B (images in neither are unused); every source image is rendered once, so A and B never share
-a source. Batches without an image of each domain are skipped. The history pool is not checkpointed: a resumed
-run starts with an empty pool (the one piece of state that resuming does not restore exactly).
+a source. Batches without an image of each domain are skipped. The history pool lives in buffers, so checkpoints keep
+it and a resumed run continues exactly.
 
-Scaled to 28x28 and two CPU cores: generator width 16 with 3 residual blocks at 7x7 (the paper: width 64, 6 blocks
-at 128x128, 9 at 256x256), PatchGAN of width 32 with a 22-pixel receptive field (the paper: 64 and 70 pixels).
+Scaled to 28x28 and two CPU cores: generator width 16 with 3 residual blocks (the paper: width 64, 6 blocks at
+128x128, 9 at 256x256), PatchGAN of width 32 with a 22-pixel receptive field (the paper: 64 and 70 pixels).
+Departure: the generator down-samples once (residual blocks at 14x14 with 32 channels) instead of twice (7x7 with
+64, the same cost per block). The paper's two down-samplings keep a 64x64 or 32x32 map; at 28x28 they leave 7x7,
+and that bottleneck blurred the strokes: after 1,000 batches class preservation was 74% with two, 86% with one
+(thin -> thick, same settings otherwise).
 Evaluation reads the translated images' attributes with the training-free measures of
-``domains.read_attributes`` and their class with the base dataset's classifier.
+``domains.read_attributes`` and their class with the class reader of :func:`classifier_for`.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class CycleGANConfig(TrainConfig):
     pool_size: int = 50
     generator_width: int = 16
     residual_blocks: int = 3
+    downsamplings: int = 1  # stride-2 convolutions down (and up) in the generators; the paper: 2
+    generator_normalization: str = "instance"
     discriminator_width: int = 32
     decay_fraction: float = 0.5  # share of --max-steps over which the rate decays linearly to 0
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
@@ -82,13 +88,26 @@ class CycleGAN(TranslationModel):
     def __init__(self, config: CycleGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
         channels, height, width = image_shape
-        if height % 4 or width % 4:
-            raise GenzooError(f"cyclegan needs image sides divisible by 4, got {height}x{width}")
+        multiple = max(4, 2**config.downsamplings)  # the PatchGAN halves twice, the generator per down-sampling
+        if height % multiple or width % multiple:
+            raise GenzooError(f"cyclegan needs image sides divisible by {multiple}, got {height}x{width}")
         self.domain_a, self.domain_b = parse_attributes(config.domain_a), parse_attributes(config.domain_b)
         if not any(self.domain_a.get(g, v) != v for g, v in self.domain_b.items()):
             raise GenzooError(f"domains {config.domain_a!r} and {config.domain_b!r} overlap; they must differ")
-        self.generator_ab = ResnetGenerator(channels, width=config.generator_width, blocks=config.residual_blocks)
-        self.generator_ba = ResnetGenerator(channels, width=config.generator_width, blocks=config.residual_blocks)
+        self.generator_ab = ResnetGenerator(
+            channels,
+            width=config.generator_width,
+            blocks=config.residual_blocks,
+            downsamplings=config.downsamplings,
+            normalization=config.generator_normalization,
+        )
+        self.generator_ba = ResnetGenerator(
+            channels,
+            width=config.generator_width,
+            blocks=config.residual_blocks,
+            downsamplings=config.downsamplings,
+            normalization=config.generator_normalization,
+        )
         self.discriminator_a = PatchDiscriminator(channels, height, config.discriminator_width)
         self.discriminator_b = PatchDiscriminator(channels, height, config.discriminator_width)
         self.pool_a = ImagePool(config.pool_size, self.image_shape)
