@@ -121,7 +121,11 @@ def test_interpolation_walks_from_one_sentence_to_the_other():
 
 def test_cli_trains_and_samples_from_a_sentence(tmp_path):
     run = tmp_path / "run"
-    settings = [arg for key, value in {**TINY, "eval_images": 64}.items() for arg in ("--set", f"{key}={value}")]
+    settings = [
+        arg
+        for key, value in {**TINY, "eval_images": 64, "text_pretrain_batches": 1}.items()
+        for arg in ("--set", f"{key}={value}")
+    ]
     result = runner.invoke(
         app,
         ["train", "text2image", "--data", "mnist-attributes", "--max-steps", "2", "--batch-size", "8",
