@@ -46,6 +46,20 @@ def test_each_gan_does_a_real_optimisation_step(name):
     assert all(torch.isfinite(v) for v in logs.values())
 
 
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_gan_networks_have_the_papers_sizes(batch_norm):
+    # G: 100 -> 1200 -> 1200 -> 784 (batch norm's scale and shift replace the hidden biases); D: two maxout layers
+    # of 240 units x 5 pieces -> 1 logit (Goodfellow et al. 2014, MNIST)
+    model = genzoo.create("gan", generator_batch_norm=batch_norm)
+    hidden_biases = 2 * 1200 * (2 if batch_norm else 1)
+    generator = 100 * 1200 + 1200 * 1200 + 1200 * 784 + 784 + hidden_biases
+    discriminator = (784 + 1) * 240 * 5 + (240 + 1) * 240 * 5 + 240 + 1
+    assert sum(p.numel() for p in model.generator.parameters()) == generator
+    assert sum(p.numel() for p in model.discriminator.parameters()) == discriminator
+    batch_norms = [m for m in model.generator.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(batch_norms) == (2 if batch_norm else 0)
+
+
 def test_generator_update_leaves_the_discriminator_gradients_untouched():
     model = genzoo.create("dcgan")
     latent = model.latent(4)
