@@ -145,3 +145,28 @@ def test_puzzle_patches_from_fuzzed_files_succeed_or_fail_in_one_line(tmp_path_f
         assert code == 2 and one_error_line(captured.err, "patch"), captured.err
     if all(damage == "none" for _, damage in files):
         assert code == 0, captured.err
+
+
+@pytest.fixture(scope="module")
+def translation_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cyclegan") / "run"
+    settings = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4, "eval_images": 20}
+    genzoo.train("cyclegan", data="mnist-attributes", max_steps=1, batch_size=8, out=out, progress=False,
+                 settings=settings)  # fmt: skip
+    return out
+
+
+@FUZZ
+@given(data=st.data())
+def test_translating_a_fuzzed_file_succeeds_or_fails_in_one_line(tmp_path_factory, capsys, translation_run, data):
+    path, damage = data.draw(image_files(tmp_path_factory.mktemp("input")))
+    out = path.with_name("translated.png")
+    code, captured = run_cli(
+        ["translate", str(translation_run), "--input", str(path), "--to", "B", "--out", str(out)], capsys
+    )
+    if code == 0:
+        assert out.is_file()
+    else:
+        assert code == 2 and one_error_line(captured.err, path.name), captured.err
+    if damage == "none":
+        assert code == 0, captured.err

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from genzoo.data.domains import base_dataset_of, canonical_grey, read_attributes
+from genzoo.data.images import read_image_file
 from genzoo.errors import GenzooError
 from genzoo.models.base import GenerativeModel, Step
 
@@ -114,19 +115,11 @@ class TranslationModel(GenerativeModel):
 
 
 def read_image(path: Path, image_shape: tuple[int, int, int]) -> Tensor:
-    """A PNG/JPEG file as one image [1, C, H, W] in [-1, 1], resized to the model's shape."""
-    from PIL import Image, UnidentifiedImageError
-
+    """An image file as one image [1, C, H, W] in [-1, 1], resized to the model's shape (bounded and checked by
+    :func:`genzoo.data.images.read_image_file`)."""
     channels, height, width = image_shape
-    try:
-        with Image.open(path) as picture:
-            converted = picture.convert("RGB" if channels == 3 else "L").resize(
-                (width, height), Image.Resampling.BILINEAR
-            )
-    except (OSError, UnidentifiedImageError) as err:
-        raise GenzooError(f"cannot read image {path}: {err}") from None
-    array = np.asarray(converted, dtype=np.float32).reshape(height, width, channels)
-    return torch.from_numpy(array).permute(2, 0, 1)[None] / 127.5 - 1
+    pixels = read_image_file(path, "RGB" if channels == 3 else "L", (height, width))  # uint8 [H, W, C]
+    return torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
 
 
 def translate_file(run: Path, input_image: Path, to: str, out: Path | None = None) -> Path:
