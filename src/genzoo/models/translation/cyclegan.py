@@ -28,6 +28,7 @@ Evaluation reads the translated images' attributes with the training-free measur
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,20 +95,15 @@ class CycleGAN(TranslationModel):
         self.domain_a, self.domain_b = parse_attributes(config.domain_a), parse_attributes(config.domain_b)
         if not any(self.domain_a.get(g, v) != v for g, v in self.domain_b.items()):
             raise GenzooError(f"domains {config.domain_a!r} and {config.domain_b!r} overlap; they must differ")
-        self.generator_ab = ResnetGenerator(
+        generator = functools.partial(
+            ResnetGenerator,
             channels,
             width=config.generator_width,
             blocks=config.residual_blocks,
             downsamplings=config.downsamplings,
             normalization=config.generator_normalization,
         )
-        self.generator_ba = ResnetGenerator(
-            channels,
-            width=config.generator_width,
-            blocks=config.residual_blocks,
-            downsamplings=config.downsamplings,
-            normalization=config.generator_normalization,
-        )
+        self.generator_ab, self.generator_ba = generator(), generator()
         self.discriminator_a = PatchDiscriminator(channels, height, config.discriminator_width)
         self.discriminator_b = PatchDiscriminator(channels, height, config.discriminator_width)
         self.pool_a = ImagePool(config.pool_size, self.image_shape)
