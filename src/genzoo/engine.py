@@ -78,7 +78,12 @@ class ModelAdapter(L.LightningModule):
         return list(optimizers.values())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        torch.manual_seed(batch_seed(self.seed, self.batches_done, self.global_rank))
+        seed = batch_seed(self.seed, self.batches_done, self.global_rank)
+        # the generators this process draws from, not torch.manual_seed: that one also visits every backend and
+        # costs ~0.1 ms, 7% of a small model's batch
+        torch.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
         logs = self.model.training_step(batch, LightningStep(self))
         self.batches_done += 1
         bad = [name for name, value in logs.items() if not math.isfinite(float(value))]

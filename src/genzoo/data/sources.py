@@ -239,7 +239,7 @@ def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageD
     else:
         labels = torch.tensor([classes.index(p.parent.relative_to(root).as_posix()) for p in files])
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
-    n_test = max(1, int(len(files) * test_fraction)) if len(files) > 1 else 0
+    n_test = max(1, int(len(files) * test_fraction))  # at least two files, checked above
     test, train = order[:n_test], order[n_test:]
     label_or_none = (lambda idx: labels[idx]) if captioned or len(classes) > 1 else (lambda idx: None)
     return ImageDataset(
