@@ -73,6 +73,7 @@ def make_run(tmp_path):
         (["train", "nade", "--set", "hiddden=3"], "unknown setting 'hiddden' for NADEConfig; valid keys: "),
         (["train", "nade", "--set", "hidden=many"], "--set hidden: expected int, got 'many'"),
         (["train", "markov", "--set", "order=99"], "order must be between 1 and 16"),
+        (["train", "stargan", "--set", "generator_normalization=foo"], "expected one of instance, batch, got 'foo'"),
         (["train", "nade", "--data", "folder:{tmp}/empty"], "has no images"),
         (["sample", "{tmp}"], "is not a run directory"),
         (["eval", "{tmp}/missing"], "is not a run directory"),

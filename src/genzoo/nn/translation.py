@@ -14,12 +14,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+Normalization = Literal["instance", "batch"]
 
-def normalization_layer(kind: str, channels: int) -> nn.Module:
+
+def normalization_layer(kind: Normalization, channels: int) -> nn.Module:
     """``instance`` (CycleGAN's and StarGAN's default) or ``batch`` (the official CycleGAN code's other option)."""
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=True)
@@ -31,7 +35,7 @@ def normalization_layer(kind: str, channels: int) -> nn.Module:
 class ResidualBlock(nn.Module):
     """x + conv-norm-relu-conv-norm(x), 3x3 convolutions with reflection padding."""
 
-    def __init__(self, channels: int, normalization: str = "instance") -> None:
+    def __init__(self, channels: int, normalization: Normalization = "instance") -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
@@ -61,7 +65,7 @@ class ResnetGenerator(nn.Module):
         blocks: int = 6,
         condition_channels: int = 0,
         downsamplings: int = 2,
-        normalization: str = "instance",
+        normalization: Normalization = "instance",
     ) -> None:
         super().__init__()
         out_channels = out_channels or channels

@@ -49,7 +49,7 @@ from genzoo.models.translation import (
     classify,
     cycle_loss,
 )
-from genzoo.nn.translation import ImagePool, PatchDiscriminator, ResnetGenerator
+from genzoo.nn.translation import ImagePool, Normalization, PatchDiscriminator, ResnetGenerator
 from genzoo.registry import models
 
 
@@ -66,7 +66,7 @@ class CycleGANConfig(TrainConfig):
     generator_width: int = 16
     residual_blocks: int = 3
     downsamplings: int = 1  # stride-2 convolutions down (and up) in the generators; the paper: 2
-    generator_normalization: str = "instance"
+    generator_normalization: Normalization = "instance"
     discriminator_width: int = 32
     decay_fraction: float = 0.5  # share of --max-steps over which the rate decays linearly to 0
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses

@@ -45,7 +45,7 @@ from genzoo.losses import discriminator_loss, generator_loss, gradient_penalty
 from genzoo.models.adversarial.base import frozen
 from genzoo.models.base import Step, TrainConfig
 from genzoo.models.translation import EVAL_CHUNK, TranslationModel, classifier_for, classify, cycle_loss
-from genzoo.nn.translation import PatchDiscriminator, ResnetGenerator, group_logits, one_hot_groups
+from genzoo.nn.translation import Normalization, PatchDiscriminator, ResnetGenerator, group_logits, one_hot_groups
 from genzoo.registry import models
 
 GROUP_SIZES: tuple[int, ...] = tuple(len(values) for values in ATTRIBUTE_GROUPS.values())
@@ -64,7 +64,8 @@ class StarGANConfig(TrainConfig):
     generator_width: int = 16
     residual_blocks: int = 3
     downsamplings: int = 1  # stride-2 convolutions down (and up) in the generator; the paper: 2
-    generator_normalization: str = "batch"  # the paper: instance, which erases the replicated label (docstring)
+    # the paper: instance, which erases the replicated label (module docstring)
+    generator_normalization: Normalization = "batch"
     discriminator_width: int = 32
     decay_fraction: float = 0.5
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
