@@ -1,11 +1,15 @@
-"""The engine: divergence stops training with one line and keeps the last finite checkpoint."""
+"""The engine: divergence stops training with one line and keeps the last finite checkpoint; logs and timing."""
+
+import csv
+import math
+import time
 
 import pytest
 import torch
 
 import genzoo
 from genzoo.data.stream import BatchStream
-from genzoo.engine import AtomicCheckpointIO, DivergedError, fit, make_trainer
+from genzoo.engine import AtomicCheckpointIO, BatchClock, DivergedError, fit, make_trainer
 from genzoo.models.structured import FVSBN
 
 
@@ -42,3 +46,26 @@ def test_model_preferred_precision_is_used_unless_overridden(tmp_path, monkeypat
     run = genzoo.train("fvsbn", "digits", max_steps=1, out=tmp_path / "b", progress=False, samples=1,
                        precision="32-true")  # fmt: skip
     assert genzoo.load(run.path).run_config["precision"] == "32-true"
+
+
+def test_logs_keep_every_written_step_and_the_rate_leaves_out_setup(tmp_path):
+    run = genzoo.train("fvsbn", "digits", max_steps=25, out=tmp_path / "r", progress=False, samples=1)
+    rows = list(csv.DictReader((run.path / "logs" / "csv" / "version_0" / "metrics.csv").open()))
+    # the steps Lightning writes (every log_every_n_steps = 10, and the last batch), each with the model's loss
+    assert [int(r["step"]) for r in rows] == [9, 19, 24]
+    assert all(math.isfinite(float(r["nll"])) for r in rows)
+    # the steady rate times batches 2..25 only, so it cannot claim more time than the whole session took
+    m = run.metrics
+    assert 24 * 64 / m["train_images_per_second"] < m["train_seconds"]
+
+
+def test_batch_clock_times_the_batches_after_the_first():
+    clock = BatchClock()
+    assert clock.seconds_per_batch() is None
+    clock.on_train_batch_end()
+    assert clock.seconds_per_batch() is None  # the warm-up batch alone gives no steady rate
+    time.sleep(0.05)
+    clock.on_train_batch_end()
+    time.sleep(0.01)
+    clock.on_train_batch_end()
+    assert 0.025 < clock.seconds_per_batch() < 0.2  # (0.05 + 0.01) / 2, with scheduling slack upwards

@@ -101,7 +101,7 @@ def train(
     ``resume=True`` continues ``out`` from its checkpoint."""
     import lightning as L
 
-    from genzoo.engine import fit, keep_freed_memory, make_trainer, quiet_lightning
+    from genzoo.engine import BatchClock, fit, keep_freed_memory, make_trainer, quiet_lightning
 
     if resume:
         if out is None:
@@ -182,6 +182,9 @@ def train(
     network = adapter.model.cpu().eval()
     runs.save_weights(network, run_dir / runs.WEIGHTS)
     trained = adapter.batches_done - start_batches
+    clock = next(c for c in trainer.callbacks if isinstance(c, BatchClock))
+    # steady rate after the session's first batch; a one-batch session has only its wall time
+    seconds_per_batch = clock.seconds_per_batch() or seconds / max(trained, 1)
     metrics = evaluate(network, data)
     t0 = time.perf_counter()
     images = sample_images(network, samples, dataset.levels)
@@ -193,7 +196,8 @@ def train(
     metrics.update(
         model=model,
         train_batches=adapter.batches_done,
-        train_images_per_second=trained * batch_size * trainer.world_size / max(seconds, 1e-9),
+        train_images_per_second=batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
+        train_seconds=seconds,
         sample_seconds=sample_seconds,
         samples=samples,
     )
