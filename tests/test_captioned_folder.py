@@ -72,6 +72,7 @@ def test_each_image_keeps_its_own_caption_through_the_shuffled_split(tmp_path):
         (lambda root: (root / cap.CAPTIONS_FILE).write_text("img0.png\tone\nimg0.png\ttwo\n"), "captioned twice"),
         (lambda root: (root / cap.CAPTIONS_FILE).write_text("gone.png\ta caption\n"), "no image gone.png"),
         (lambda root: (root / cap.CAPTIONS_FILE).write_text("\n\n"), "lists no images"),
+        (lambda root: (root / cap.CAPTIONS_FILE).write_text("../outside.png\ta caption\n"), "is outside"),
     ],
 )
 def test_a_bad_captions_file_is_a_one_line_error_before_any_run_exists(tmp_path, damage, message):

@@ -185,6 +185,8 @@ def read_captioned_folder(path: str | Path) -> tuple[list[Path], list[str]]:
             raise GenzooError(f"{listing}:{number}: expected filename<TAB>caption")
         if name in captions:
             raise GenzooError(f"{listing}:{number}: {name} is captioned twice")
+        if not (root / name).resolve().is_relative_to(root.resolve()):
+            raise GenzooError(f"{listing}:{number}: {name} is outside {root}")
         if not (root / name).is_file():
             raise GenzooError(f"{listing}:{number}: no image {name} in {root}")
         captions[name] = text.strip()
