@@ -1,6 +1,6 @@
 """Looking inside a latent variable model: interpolation, latent traversal and the 2-D manifold plot.
 
-Everything works on any :class:`genzoo.models.latent.LatentModel` (``encode``, ``decode``, ``sample_prior``) and
+Everything works on any :class:`genzoo.models.latent.base.LatentModel` (``encode``, ``decode``, ``sample_prior``) and
 returns images in the model's data range; :func:`explore_run` writes them as PNG grids for ``genzoo interpolate``.
 """
 
@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from genzoo.errors import GenzooError
-from genzoo.models.latent import LatentModel
+from genzoo.models.latent.base import LatentModel
 
 
 def _latent_model(model: object) -> LatentModel:

@@ -1,1 +1,2 @@
-"""Adversarial models: GAN, DCGAN, InfoGAN (and later the conditional and translation GANs)."""
+"""Adversarial models: GAN, DCGAN, InfoGAN, Puzzle-GAN, Progressive GAN and text-to-image (shared base in
+:mod:`genzoo.models.adversarial.base`)."""

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from genzoo.errors import GenzooError
 from genzoo.metrics.parzen import parzen_metrics
 from genzoo.models.base import Step, TrainConfig
-from genzoo.models.latent import (
+from genzoo.models.latent.base import (
     ARCHITECTURES,
     LIKELIHOODS,
     LatentModel,

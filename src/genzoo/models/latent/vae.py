@@ -1,7 +1,7 @@
 """Variational autoencoder (Kingma & Welling, ICLR 2014) with the importance-weighted bound (Burda et al. 2016).
 
 Encoder q(z | x) = N(mu(x), diag(sigma^2(x))), prior p(z) = N(0, I), decoder p(x | z) one of the pixel
-likelihoods of :mod:`genzoo.models.latent` (Bernoulli for binary images, discretized logistic for grey levels,
+likelihoods of :mod:`genzoo.models.latent.base` (Bernoulli for binary images, discretized logistic for grey levels,
 Gaussian for dequantized data). Training maximizes, per image,
 
     ELBO = E_q[log p(x | z)] - KL(q(z | x) || p(z))                     (K&W eq. 10, one reparameterized sample),
@@ -24,7 +24,7 @@ from torch import Tensor
 
 from genzoo.metrics.iwae import importance_bounds, iwae_objective
 from genzoo.models.base import Step, TrainConfig
-from genzoo.models.latent import (
+from genzoo.models.latent.base import (
     ARCHITECTURES,
     LIKELIHOODS,
     LatentModel,
