@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import genzoo
 from genzoo.cli import app
-from genzoo.models.adversarial.text2image import joint_embedding_loss, one_factor_mismatch
+from genzoo.models.adversarial.text2image import joint_embedding_loss, one_factor_mismatch, shuffle_words
 from genzoo.models.base import DirectStep
 
 TINY = {"width": 8, "latent_dim": 8, "text_dim": 8, "compressed_dim": 4, "word_dim": 8}
@@ -89,6 +89,42 @@ def test_the_text_encoder_is_pretrained_first_then_frozen_while_the_gan_trains()
     assert all(torch.isfinite(v) for v in logs.values())
 
 
+def test_word_order_noise_permutes_each_caption_and_keeps_padding_last():
+    tokens = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 0, 0, 0], [14, 0, 0, 0, 0, 0]])
+    shuffled = shuffle_words(tokens, torch.Generator().manual_seed(0))
+    assert torch.equal(shuffled.sort(1).values, tokens.sort(1).values)  # the same words in every row
+    assert torch.equal(shuffled > 0, tokens > 0)  # padding stays at the end
+    orders = {tuple(shuffle_words(tokens, torch.Generator().manual_seed(s))[0].tolist()) for s in range(20)}
+    assert len(orders) > 10  # the order really changes
+
+
+def test_pretraining_pulls_two_phrasings_together_only_for_attribute_captions():
+    model = genzoo.create("text2image", (3, 28, 28), text_pretrain_batches=1, **TINY)
+    logs = model.training_step(attribute_batch(), DirectStep(model))
+    assert set(logs) == {"joint_embedding_loss", "phrasing_loss"} and torch.isfinite(logs["phrasing_loss"])
+    model = genzoo.create("text2image", (3, 28, 28), text_pretrain_batches=1, phrasing_term=False, **TINY)
+    assert set(model.training_step(attribute_batch(), DirectStep(model))) == {"joint_embedding_loss"}
+
+
+@pytest.mark.parametrize("ema_decay, decay", [(0.05, 0.05), (0.999, 0.1)])  # warm-up: (1 + 0) / (10 + 0) at first
+def test_samples_come_from_the_exponential_average_of_the_generator(ema_decay, decay):
+    model = genzoo.create("text2image", (3, 28, 28), text_pretrain_batches=0, ema_decay=ema_decay, **TINY)
+    before = [p.detach().clone() for p in model.generator.parameters()]
+    model.training_step(attribute_batch(), DirectStep(model))
+    for old, new, average in zip(before, model.generator.parameters(), model.generator_average.parameters()):
+        assert torch.allclose(average, decay * old + (1 - decay) * new, atol=1e-6)
+    pairs = zip(model.generator.parameters(), model.generator_average.parameters())
+    assert any(not torch.equal(a, b) for a, b in pairs)
+    model.eval()
+    torch.manual_seed(3)
+    drawn = model.sample(4, text="a thin red one")
+    torch.manual_seed(3)
+    noise = model.latent(4)
+    assert torch.allclose(drawn, model.generator_average(noise, model.embed(["a thin red one"]).expand(4, -1)))
+    plain = genzoo.create("text2image", (3, 28, 28), ema_decay=0, **TINY)
+    assert plain.generator_average is None and plain.sampling_generator is plain.generator
+
+
 def test_one_factor_mismatch_changes_exactly_one_caption_factor():
     labels = attribute_batch(400)["y"]
     wrong = one_factor_mismatch(labels, torch.Generator().manual_seed(0))
@@ -115,7 +151,9 @@ def test_interpolation_walks_from_one_sentence_to_the_other():
     torch.manual_seed(1)
     path = model.sample(5, interpolate="a thin red one | a thick blue seven")
     torch.manual_seed(1)
-    ends = model.generator(model.latent(1).expand(2, -1), model.embed(["a thin red one", "a thick blue seven"]))
+    ends = model.sampling_generator(
+        model.latent(1).expand(2, -1), model.embed(["a thin red one", "a thick blue seven"])
+    )
     assert torch.allclose(path[0], ends[0], atol=1e-5) and torch.allclose(path[-1], ends[1], atol=1e-5)
 
 
