@@ -70,18 +70,34 @@ def test_generator_update_leaves_the_discriminator_gradients_untouched():
     assert all(p.requires_grad for p in model.discriminator.parameters())  # frozen() restored the flags
 
 
-def test_infogan_information_loss_updates_g_and_q_but_never_d():
+def test_infogan_information_loss_trains_q_trunk_and_g_but_never_ds_head():
+    # Q is the shared trunk plus its head: L_I on generated images reaches the trunk, the Q head and G, never D's
+    # own output head; the optimizer that owns the trunk (D's) applies it, the generator's owns G alone
     model = genzoo.create("infogan")
     latent = model.latent(8)
-    information = model.generator_step(latent, model.generate(latent))["info_loss"]
-    information.backward()
-    assert all(p.grad is None for p in model.discriminator.parameters())
-    for network in (model.generator, model.q_head):
+    fake = model.generate(latent)
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    model.discriminator_and_q_step(real, fake, latent)["info_loss"].backward()
+    assert all(p.grad is None for p in model.discriminator.head.parameters())
+    assert all(p.grad is None for p in model.generator.parameters())  # the discriminator's step sees fake detached
+    for network in (model.discriminator.trunk, model.q_head):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in network.parameters())
+
+    model.zero_grad(set_to_none=True)
+    model.generator_step(latent, model.generate(latent))["info_loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.generator.parameters())
     optimizers = model.configure_optimizers()
-    generator_side = {id(p) for group in optimizers["generator"].param_groups for p in group["params"]}
-    assert generator_side == {id(p) for p in [*model.generator.parameters(), *model.q_head.parameters()]}
-    assert not generator_side & {id(p) for p in model.discriminator.parameters()}
+    owned = {name: {id(p) for group in opt.param_groups for p in group["params"]} for name, opt in optimizers.items()}
+    assert owned["generator"] == {id(p) for p in model.generator.parameters()}
+    assert owned["discriminator"] == {id(p) for p in [*model.discriminator.parameters(), *model.q_head.parameters()]}
+
+
+def test_infogan_generator_update_moves_no_discriminator_or_q_parameter():
+    model = genzoo.create("infogan")
+    latent = model.latent(8)
+    model.generator_step(latent, model.generate(latent))["loss"].backward()
+    assert all(p.grad is None for p in [*model.discriminator.parameters(), *model.q_head.parameters()])
+    assert all(p.requires_grad for p in [*model.discriminator.parameters(), *model.q_head.parameters()])
 
 
 def test_infogan_q_learns_the_categorical_code_of_fixed_samples():

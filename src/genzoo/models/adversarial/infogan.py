@@ -6,16 +6,18 @@ bound of eq. (4)-(5):
 
     L_I(G, Q) = E_{c ~ p(c), x ~ G(z, c)}[log Q(c | x)] + H(c)  <=  I(c; G(z, c)),
 
-which G and Q maximize alongside the adversarial game (eq. 6, lambda = 1 for c_cat, ``continuous_weight`` for
-c_cont). The categorical term is a cross-entropy; the continuous codes use a factored Gaussian with unit variance
-(the paper notes a fixed variance suffices), i.e. a squared error. Networks and learning rates follow the paper's
-MNIST appendix (Table 1): D/Q trunk conv64-conv128-fc1024, Q head fc128; G fc1024-fc(128 x H/4 x W/4)-upconv64-
-upconv; D lr 2e-4, G lr 1e-3.
+which G and Q maximize alongside the adversarial game (eq. 6: min_{G,Q} max_D V(D, G) - lambda L_I(G, Q), lambda = 1
+for c_cat, ``continuous_weight`` for c_cont). The categorical term is a cross-entropy; the continuous codes use a
+factored Gaussian with unit variance (the paper notes a fixed variance suffices), i.e. a squared error. Networks
+and learning rates follow the paper's MNIST appendix (Table 1): D/Q trunk conv64-conv128-fc1024, Q head fc128;
+G fc1024-fc(128 x H/4 x W/4)-upconv64-upconv; D lr 2e-4, G lr 1e-3.
 
-Departure (deliberate): the information term updates G and the Q head only. It is computed through the frozen
-discriminator trunk, so D's parameters — trained on real data and by the adversarial loss — are never moved by it
-(the paper's code also lets it train the shared trunk). No labels are used anywhere in training; they only score
-the categorical code afterwards (best one-to-one matching, as the paper's 5% error on MNIST).
+Q is the shared trunk plus its head (sec. 5), so L_I, computed on generated images only, trains the trunk, the Q
+head and G, and never D's own output head; D's real-data path is trained by the adversarial loss alone. As in the
+paper's code, the trunk and Q head take L_I's gradient in the discriminator's step (one optimizer owns the trunk:
+D's), on the same generated batch D sees, and G takes it in its own step through a frozen trunk and Q head. The
+generator's adversarial loss moves no discriminator or Q parameter. No labels are used anywhere in training; they
+only score the categorical code afterwards (best one-to-one matching, as the paper's 5% error on MNIST).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genzoo.errors import GenzooError
-from genzoo.losses import generator_loss
+from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.models.adversarial.base import EVAL_CHUNK, AdversarialConfig, AdversarialModel, frozen, normal_init
+from genzoo.models.base import Step
 from genzoo.registry import models
 
 TRAVERSAL_RANGE = 2.0  # continuous codes are traversed over [-2, 2], beyond the U(-1, 1) prior as in Fig. 2
@@ -138,15 +141,45 @@ class InfoGAN(AdversarialModel):
             "categorical_information_bound": math.log(self.config.categories) - categorical.detach(),
         }
 
-    def generator_parameters(self) -> list[dict[str, Any]]:
-        return [{"params": self.generator.parameters()}, {"params": self.q_head.parameters(), "lr": self.config.lr}]
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimizer "discriminator": D's trunk and head plus the Q head (the paper's D/Q network); "generator": G."""
+        c = self.config
+        betas = (c.beta1, c.beta2)
+        discriminator_and_q = [*self.discriminator.parameters(), *self.q_head.parameters()]
+        return {
+            "discriminator": torch.optim.Adam(discriminator_and_q, lr=c.lr, betas=betas),
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.generator_lr or c.lr, betas=betas),
+        }
+
+    def discriminator_and_q_step(self, real: Tensor, fake: Tensor, latent: Tensor) -> dict[str, Tensor]:
+        """D's adversarial loss plus L_I of the detached ``fake`` through the trunk and Q head; key "loss"."""
+        fake_features = self.discriminator.trunk(fake.detach())
+        adversarial = discriminator_loss(
+            self.discriminate(real), self.discriminator.head(fake_features).flatten(), self.config.loss
+        )
+        information = self.information_losses(latent, fake_features)
+        return {"loss": adversarial + information["info_loss"], "discriminator_loss": adversarial, **information}
 
     def generator_step(self, latent: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        with frozen(self.discriminator):
+        with frozen(self.discriminator, self.q_head):
             features = self.discriminator.trunk(fake)
             adversarial = generator_loss(self.discriminator.head(features).flatten(), self.config.loss)
             information = self.information_losses(latent, features)
         return {"loss": adversarial + information["info_loss"], "generator_loss": adversarial, **information}
+
+    def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
+        real = self._layout(batch["x"])
+        latent = self.latent(len(real))
+        fake = self.generate(latent)
+        discriminator_losses = self.discriminator_and_q_step(real, fake, latent)
+        step.optimize(discriminator_losses["loss"], "discriminator")
+        generator_losses = self.generator_step(latent, fake)
+        step.optimize(generator_losses["loss"], "generator")
+        return {
+            "discriminator_loss": discriminator_losses["discriminator_loss"].detach(),
+            "q_info_loss": discriminator_losses["info_loss"].detach(),
+            **{k: v.detach() for k, v in generator_losses.items() if k != "loss"},
+        }
 
     @torch.no_grad()
     def sample(self, n: int, code: int = -1, traverse: str = "") -> Tensor:
