@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from genzoo.cli import app
+from genzoo.errors import GenzooError
 
 runner = CliRunner()
 
@@ -180,3 +181,22 @@ def test_resume_extends_a_finished_run(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["train_batches"] == 5
     sessions = sorted(p.parent.name for p in (out / "logs" / "csv").glob("*/metrics.csv"))
     assert sessions == ["version_0", "version_1"]  # the first session's log survives the resume
+
+
+def test_a_gan_on_a_users_folder_keeps_its_run_when_no_feature_net_exists(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(10):
+        Image.fromarray(torch.randint(0, 256, (28, 28), dtype=torch.uint8).numpy()).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    args = ["train", "dcgan", "--data", f"folder:{folder}", "--max-steps", "2", "--batch-size", "4", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "no feature net" in metrics["evaluation_skipped"] and "evaluation_skipped" in result.output
+    assert (out / "samples.png").is_file() and (out / "model.safetensors").is_file()
+    # evaluating it on its own is still the one-line error that says how to get a feature net
+    result = runner.invoke(app, ["eval", str(out)])
+    assert isinstance(result.exception, GenzooError) and "genzoo metrics train-features" in str(result.exception)

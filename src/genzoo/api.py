@@ -17,6 +17,7 @@ from genzoo.data import check_dataset_name, load_dataset
 from genzoo.data.stream import BatchStream
 from genzoo.data.transforms import prepare_test
 from genzoo.errors import GenzooError
+from genzoo.metrics.features import FeatureNetMissing
 from genzoo.models.base import GenerativeModel
 from genzoo.registry import models
 
@@ -185,7 +186,10 @@ def train(
     clock = next(c for c in trainer.callbacks if isinstance(c, BatchClock))
     # steady rate after the session's first batch; a one-batch session has only its wall time
     seconds_per_batch = clock.seconds_per_batch() or seconds / max(trained, 1)
-    metrics = evaluate(network, data)
+    try:
+        metrics = evaluate(network, data)
+    except FeatureNetMissing as err:  # a user's own images: keep the trained run, say what could not be measured
+        metrics = {"data": data, "evaluation_skipped": str(err)}
     t0 = time.perf_counter()
     images = sample_images(network, samples, dataset.levels)
     sample_seconds = time.perf_counter() - t0

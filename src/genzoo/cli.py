@@ -83,7 +83,10 @@ def train(
 
 
 def _headline(metrics: dict) -> dict:
-    keys = ("model", "data", "nll_nats", "bits_per_dim", "frechet_distance", "code_accuracy", "train_images_per_second")
+    keys = (
+        "model", "data", "nll_nats", "bits_per_dim", "frechet_distance", "code_accuracy", "train_images_per_second",
+        "evaluation_skipped",
+    )  # fmt: skip
     return {k: metrics[k] for k in keys if k in metrics}
 
 

@@ -86,6 +86,10 @@ def _safe_name(data: str) -> str:
 _cache: dict[Path, LoadedFeatureNet] = {}
 
 
+class FeatureNetMissing(GenzooError):
+    """No feature net for a dataset: sample metrics cannot be computed (training itself is unaffected)."""
+
+
 def load_feature_net(data: str, directory: Path | None = None) -> LoadedFeatureNet:
     """The shipped feature net for dataset ``data`` (``mnist``, ``fashion-mnist``)."""
     directory = directory or weights_dir()
@@ -93,7 +97,7 @@ def load_feature_net(data: str, directory: Path | None = None) -> LoadedFeatureN
     if path not in _cache:
         if not path.is_file():
             shipped = sorted(p.stem for p in weights_dir().glob("*.safetensors"))
-            raise GenzooError(
+            raise FeatureNetMissing(
                 f"no feature net for {data!r} (shipped: {', '.join(shipped) or 'none'}); "
                 f"train one with: genzoo metrics train-features --data {data}"
             )
