@@ -62,6 +62,9 @@ class GAN(AdversarialModel):
     """The original fully connected GAN."""
 
     Config = GANConfig
+    # measured (benchmarks/RESULTS.md): bf16 autocast 1.4-1.5x the fp32 rate at batch 64, and after 2,000 batches on
+    # mnist (seed 0) the same quality: Fréchet 1040 vs 1019, recall 0.30 vs 0.31
+    precision = "bf16-mixed"
 
     def __init__(self, config: GANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
