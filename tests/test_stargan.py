@@ -13,8 +13,13 @@ from genzoo.data import load_dataset
 from genzoo.data.domains import render
 from genzoo.losses import gradient_penalty
 from genzoo.models.base import DirectStep
-from genzoo.models.translation.stargan import GROUP_SIZES, classification_loss, predicted_values
-from genzoo.nn.translation import one_hot_groups, replicate
+from genzoo.models.translation.stargan import (
+    GROUP_SIZES,
+    classification_loss,
+    predicted_values,
+    straight_through_clamp,
+)
+from genzoo.nn.translation import PatchDiscriminator, one_hot_groups, replicate
 
 TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
 runner = CliRunner()
@@ -60,6 +65,37 @@ def test_the_generator_sees_the_target_label():
     torch.manual_seed(0)
     blind = genzoo.create("stargan", (3, 28, 28), generator_normalization="instance", **TINY).eval()
     assert (blind.generate(x, thick) - blind.generate(x, thin)).abs().max() < 1e-4
+
+
+def test_the_residual_generator_starts_near_its_input_for_every_target():
+    torch.manual_seed(0)
+    x = render(load_dataset("mnist").test[:8], attribute_batch(8)["y"][:, 1:]).float() / 127.5 - 1
+    residual = genzoo.create("stargan", (3, 28, 28), **TINY).eval()
+    paper = genzoo.create("stargan", (3, 28, 28), generator_output="image", **TINY).eval()
+    for targets in (attribute_batch(8)["y"][:, 1:], torch.zeros(8, 4, dtype=torch.long)):
+        assert (residual.generate(x, targets) - x).abs().mean() < 0.05
+        assert (paper.generate(x, targets) - x).abs().mean() > 0.3  # a fresh tanh generator is far from x
+
+
+def test_straight_through_clamp_bounds_values_and_passes_gradients():
+    moved = torch.tensor([-3.0, -0.5, 0.2, 1.7], requires_grad=True)
+    clamped = straight_through_clamp(moved)
+    assert torch.equal(clamped, torch.tensor([-1.0, -0.5, 0.2, 1.0]))
+    (clamped * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert moved.grad.tolist() == [1.0, 2.0, 3.0, 4.0]  # a clamped pixel still learns
+
+
+def test_a_score_grid_of_two_gives_four_scores_that_each_see_the_whole_image():
+    torch.manual_seed(0)
+    critic = PatchDiscriminator(3, 28, 4, normalization="none", score_grid=2)
+    x = torch.randn(1, 3, 28, 28, requires_grad=True)
+    scores = critic(x)[0]
+    assert scores.shape == (1, 1, 2, 2)
+    for score in scores.flatten():
+        (gradient,) = torch.autograd.grad(score, x, retain_graph=True)
+        corners = gradient[0, :, [0, 0, -1, -1], [0, -1, 0, -1]].abs().sum(0)  # [4]
+        assert (corners > 0).all()
+    assert PatchDiscriminator(3, 28, 4)(x)[0].shape == (1, 1, 7, 7)  # 0: one score per patch (CycleGAN)
 
 
 def test_target_spec_keeps_measured_values_of_the_groups_not_named():

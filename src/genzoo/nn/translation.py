@@ -103,11 +103,19 @@ class PatchDiscriminator(nn.Module):
     """Images -> patch logits [B, 1, h, w] and, with ``classes`` > 0, class logits [B, classes] (else None).
 
     ``normalization`` is "instance" (CycleGAN) or "none" (StarGAN's critic: the gradient penalty is defined per
-    sample, which batch statistics would break; the paper's D has no normalization).
+    sample, which batch statistics would break; the paper's D has no normalization). ``score_grid`` 0 gives one
+    score per position of the H/4 x W/4 feature map (PatchGAN); n > 0 gives an n x n grid of scores, each read
+    from an (H/4 - n + 1)-square window of it (StarGAN's D ends in a 2x2 grid whose scores see the whole image).
     """
 
     def __init__(
-        self, channels: int, image_size: int, width: int = 64, classes: int = 0, normalization: str = "instance"
+        self,
+        channels: int,
+        image_size: int,
+        width: int = 64,
+        classes: int = 0,
+        normalization: str = "instance",
+        score_grid: int = 0,
     ) -> None:
         super().__init__()
 
@@ -124,7 +132,12 @@ class PatchDiscriminator(nn.Module):
             norm(4 * width),
             nn.LeakyReLU(0.2, True),
         )
-        self.patch_head = nn.Conv2d(4 * width, 1, 3, 1, 1)
+        features = image_size // 4
+        if not 0 <= score_grid <= features:
+            raise ValueError(f"score_grid must be between 0 and {features}, got {score_grid}")
+        self.patch_head = (
+            nn.Conv2d(4 * width, 1, features - score_grid + 1) if score_grid else nn.Conv2d(4 * width, 1, 3, 1, 1)
+        )
         # StarGAN's D_cls: a convolution whose kernel covers the whole remaining feature map
         self.class_head = nn.Conv2d(4 * width, classes, image_size // 4) if classes else None
 
