@@ -13,7 +13,7 @@ and learning rates follow the paper's MNIST appendix (Table 1): D/Q trunk conv64
 G fc1024-fc(128 x H/4 x W/4)-upconv64-upconv; D lr 2e-4, G lr 1e-3.
 
 Q is the shared trunk plus its head (sec. 5), so L_I, computed on generated images only, trains the trunk, the Q
-head and G, and never D's own output head; D's real-data path is trained by the adversarial loss alone. As in the
+head and G, and never D's own output head; real images enter only D's adversarial loss, never L_I. As in the
 paper's code, the trunk and Q head take L_I's gradient in the discriminator's step (one optimizer owns the trunk:
 D's), on the same generated batch D sees, and G takes it in its own step through a frozen trunk and Q head. The
 generator's adversarial loss moves no discriminator or Q parameter. No labels are used anywhere in training; they
