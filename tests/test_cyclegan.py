@@ -12,7 +12,7 @@ import genzoo
 from genzoo.cli import app
 from genzoo.errors import GenzooError
 from genzoo.models.base import DirectStep
-from genzoo.models.translation import cycle_loss, linear_decay
+from genzoo.models.translation.base import cycle_loss, linear_decay
 from genzoo.models.translation.cyclegan import domain_members
 from genzoo.nn.translation import ImagePool, ResnetGenerator
 

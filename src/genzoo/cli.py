@@ -200,7 +200,7 @@ def translate(
     out: Annotated[Optional[Path], typer.Option(help="PNG of input and translation (default INPUT-to-TO.png).")] = None,
 ) -> None:
     """Translate one image with a trained translation model; writes the input and its translation side by side."""
-    from genzoo.models.translation import translate_file
+    from genzoo.models.translation.base import translate_file
 
     typer.echo(f"translation: {translate_file(run, input, to, out)}")
 

@@ -91,7 +91,7 @@ from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.metrics.sample_quality import frechet_distance_of_features
 from genzoo.models.adversarial.base import frozen, normal_init
 from genzoo.models.base import GenerativeModel, Step, TrainConfig
-from genzoo.models.translation import classifier_for, classify, linear_decay
+from genzoo.models.translation.base import classifier_for, classify, linear_decay
 from genzoo.registry import models
 
 CAPTION_SEED = 7919  # captions of training batch t come from generator seed CAPTION_SEED + t

@@ -41,7 +41,7 @@ from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.metrics.sample_quality import frechet_distance_of_features
 from genzoo.models.adversarial.base import frozen
 from genzoo.models.base import Step, TrainConfig
-from genzoo.models.translation import (
+from genzoo.models.translation.base import (
     EVAL_CHUNK,
     TranslationModel,
     attribute_report,

@@ -57,7 +57,7 @@ from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss, gradient_penalty
 from genzoo.models.adversarial.base import frozen
 from genzoo.models.base import Step, TrainConfig
-from genzoo.models.translation import EVAL_CHUNK, TranslationModel, classifier_for, classify, cycle_loss
+from genzoo.models.translation.base import EVAL_CHUNK, TranslationModel, classifier_for, classify, cycle_loss
 from genzoo.nn.translation import Normalization, PatchDiscriminator, ResnetGenerator, group_logits, one_hot_groups
 from genzoo.registry import models
 

@@ -1,0 +1,152 @@
+"""Image-to-image translation GANs (CycleGAN, StarGAN) and what they share.
+
+How two unpaired domains reach a model through the generic engine: the attribute datasets of
+:mod:`genzoo.data.domains` render every source image once with a multi-label attribute row, and the engine's batch
+``{"x": images, "y": [class, thickness, slant, colour, background]}`` already holds images of every domain. A
+model splits (CycleGAN) or relabels (StarGAN) the batch by those labels; since no source image appears twice,
+the images of two domains never share a source and no pairing leaks. The engine stays unaware of domains.
+
+Shared here: the L1 cycle / reconstruction loss, a persistent buffer of real example images seen in training
+(``sample`` translates them, so ``genzoo sample RUN`` and the run's samples.png need no data files), the linear
+learning-rate decay, the measured evaluation (attributes read by :func:`genzoo.data.domains.read_attributes`, class
+by the base dataset's shipped classifier) and ``genzoo translate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genzoo.data.domains import base_dataset_of, canonical_grey, read_attributes
+from genzoo.data.images import read_image_file
+from genzoo.errors import GenzooError
+from genzoo.models.base import GenerativeModel, Step
+
+EXAMPLES = 64  # real training images kept in the weights for ``sample``
+EVAL_CHUNK = 250
+
+
+def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
+    """Mean absolute error ||F(G(x)) - x||_1 / pixels (CycleGAN eq. 2; StarGAN's L_rec, eq. 4); scalar."""
+    return (reconstructed - original).abs().mean()
+
+
+def linear_decay(batch_index: int, max_batches: int | None, decay_fraction: float) -> float:
+    """CycleGAN's schedule as a factor of the base rate: 1 for the first part of training, then linearly to 0
+    over the last ``decay_fraction`` of ``max_batches`` (100 + 100 epochs in the paper); 1 when training by
+    epochs (the total is unknown)."""
+    if not max_batches or decay_fraction <= 0:
+        return 1.0
+    start = max_batches * (1 - decay_fraction)
+    return float(min(1.0, max(0.0, (max_batches - batch_index) / max(max_batches - start, 1))))
+
+
+def classifier_for(data: str | None) -> Any:
+    """The shipped digit / garment classifier of the dataset an attribute view was rendered from, or None."""
+    from genzoo.metrics.features import load_feature_net
+
+    if data is None:
+        return None
+    try:
+        return load_feature_net(base_dataset_of(data))
+    except GenzooError:
+        return None
+
+
+@torch.no_grad()
+def classify(classifier: Any, images: Tensor) -> tuple[Tensor, Tensor]:
+    """Images in [0, 1] [N, 3, H, W] -> (features [N, D], predicted classes [N]) read on their grey ink."""
+    features, probabilities = classifier.features_and_probabilities(canonical_grey(images))
+    return features, probabilities.argmax(1)
+
+
+class TranslationModel(GenerativeModel):
+    """A translation GAN on attribute-labelled images in [-1, 1]; keeps ``EXAMPLES`` real images for ``sample``."""
+
+    family = "translation"
+    input_kind = "signed"
+    default_data = "mnist-attributes"  # needs the attribute labels of the derived views
+
+    def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
+        super().__init__(config, image_shape)
+        self.register_buffer("examples", torch.zeros(EXAMPLES, *self.image_shape))
+        self.register_buffer("example_count", torch.zeros((), dtype=torch.long))
+        self.optimizers_by_name: dict[str, torch.optim.Optimizer] = {}
+
+    def remember_examples(self, images: Tensor) -> None:
+        """Fill the example buffer with the first real training images seen."""
+        count = int(self.example_count)
+        if count < EXAMPLES:
+            taken = images[: EXAMPLES - count].detach()
+            self.examples[count : count + len(taken)] = taken.to(self.examples)
+            self.example_count += len(taken)
+
+    def stored_examples(self, n: int) -> Tensor:
+        count = int(self.example_count)
+        if count == 0:
+            raise GenzooError(f"{self.name} has seen no images yet; train it, or use `genzoo translate`")
+        return self.examples[torch.arange(n) % count]
+
+    def check_labels(self, labels: Tensor | None) -> Tensor:
+        if labels is None or labels.dim() != 2 or labels.shape[1] != 5:
+            raise GenzooError(
+                f"{self.name} needs attribute labels [class, thickness, slant, colour, background]; "
+                "train it on mnist-attributes or fashion-attributes"
+            )
+        return labels
+
+    def schedule_learning_rate(self, step: Step) -> float:
+        factor = linear_decay(step.batch_index, step.max_batches, self.config.decay_fraction)
+        for optimizer in self.optimizers_by_name.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+        return factor
+
+    def adam(self, parameters: Any, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(parameters, lr=lr, betas=(self.config.beta1, self.config.beta2))
+
+    def translate(self, images: Tensor, to: str) -> Tensor:
+        """Images [B, C, H, W] in [-1, 1] translated to the target named by ``to``."""
+        raise NotImplementedError
+
+
+def read_image(path: Path, image_shape: tuple[int, int, int]) -> Tensor:
+    """An image file as one image [1, C, H, W] in [-1, 1], resized to the model's shape (bounded and checked by
+    :func:`genzoo.data.images.read_image_file`)."""
+    channels, height, width = image_shape
+    pixels = read_image_file(path, "RGB" if channels == 3 else "L", (height, width))  # uint8 [H, W, C]
+    return torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+
+
+def translate_file(run: Path, input_image: Path, to: str, out: Path | None = None) -> Path:
+    """``genzoo translate``: the input image and its translation side by side in a PNG (default INPUT-to-TO.png)."""
+    import genzoo
+    from genzoo.viz import save_grid
+
+    model = genzoo.load(run)
+    if not isinstance(model, TranslationModel):
+        raise GenzooError(f"{run} is a {model.name} run; translate needs cyclegan or stargan")
+    image = read_image(Path(input_image), model.image_shape)
+    with torch.no_grad():
+        translated = model.translate(image, to)
+    out = out or Path(input_image).with_name(f"{Path(input_image).stem}-to-{to.replace(',', '-')}.png")
+    if out.suffix.lower() != ".png":
+        raise GenzooError(f"--out must be a .png file, got {out}")
+    pair = (torch.cat([image, translated]) + 1) / 2
+    return save_grid(pair.clamp(0, 1), out, columns=2, scale=max(1, 112 // model.image_shape[-1]))
+
+
+def attribute_report(translated: Tensor, targets: Tensor, groups: list[int], prefix: str) -> dict[str, float]:
+    """Share of translated images [N, C, H, W] in [0, 1] whose measured attributes equal ``targets`` [N, G]:
+    per named group, jointly over ``groups``, and over the other groups (kept from the source)."""
+    measured = read_attributes(translated)
+    hits = measured == targets  # [N, G]
+    report = {f"{prefix}target_accuracy": float(hits[:, groups].all(1).float().mean())}
+    others = [g for g in range(targets.shape[1]) if g not in groups]
+    if others:
+        report[f"{prefix}other_attributes_kept"] = float(hits[:, others].all(1).float().mean())
+    return report
