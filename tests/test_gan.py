@@ -77,7 +77,7 @@ def test_infogan_information_loss_trains_q_trunk_and_g_but_never_ds_head():
     latent = model.latent(8)
     fake = model.generate(latent)
     real = torch.rand(8, 1, 28, 28) * 2 - 1
-    model.discriminator_and_q_step(real, fake, latent)["info_loss"].backward()
+    model.discriminator_step(real, fake, latent)["q_info_loss"].backward()
     assert all(p.grad is None for p in model.discriminator.head.parameters())
     assert all(p.grad is None for p in model.generator.parameters())  # the discriminator's step sees fake detached
     for network in (model.discriminator.trunk, model.q_head):

@@ -108,8 +108,10 @@ class AdversarialModel(GenerativeModel):
             "generator": torch.optim.Adam(self.generator_parameters(), lr=c.generator_lr or c.lr, betas=betas),
         }
 
-    def discriminator_step(self, real: Tensor, fake: Tensor) -> Tensor:
-        return discriminator_loss(self.discriminate(real), self.discriminate(fake.detach()), self.config.loss)
+    def discriminator_step(self, real: Tensor, fake: Tensor, latent: Tensor) -> dict[str, Tensor]:
+        """Losses of the discriminator update (on the detached ``fake``); key "loss" is optimized."""
+        loss = discriminator_loss(self.discriminate(real), self.discriminate(fake.detach()), self.config.loss)
+        return {"loss": loss, "discriminator_loss": loss}
 
     def generator_step(self, latent: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """Losses of the generator update (computed through a frozen discriminator); key "loss" is optimized."""
@@ -121,11 +123,11 @@ class AdversarialModel(GenerativeModel):
         real = self._layout(batch["x"])
         latent = self.latent(len(real))
         fake = self.generate(latent)
-        d_loss = self.discriminator_step(real, fake)
-        step.optimize(d_loss, "discriminator")
-        losses = self.generator_step(latent, fake)
-        step.optimize(losses.pop("loss"), "generator")
-        return {"discriminator_loss": d_loss.detach(), **{k: v.detach() for k, v in losses.items()}}
+        discriminator_losses = self.discriminator_step(real, fake, latent)
+        step.optimize(discriminator_losses.pop("loss"), "discriminator")
+        generator_losses = self.generator_step(latent, fake)
+        step.optimize(generator_losses.pop("loss"), "generator")
+        return {k: v.detach() for k, v in {**discriminator_losses, **generator_losses}.items()}
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:

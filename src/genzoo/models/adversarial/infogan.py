@@ -33,7 +33,6 @@ from torch import Tensor, nn
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.models.adversarial.base import EVAL_CHUNK, AdversarialConfig, AdversarialModel, frozen, normal_init
-from genzoo.models.base import Step
 from genzoo.registry import models
 
 TRAVERSAL_RANGE = 2.0  # continuous codes are traversed over [-2, 2], beyond the U(-1, 1) prior as in Fig. 2
@@ -152,14 +151,14 @@ class InfoGAN(AdversarialModel):
             "generator": torch.optim.Adam(self.generator.parameters(), lr=c.generator_lr or c.lr, betas=betas),
         }
 
-    def discriminator_and_q_step(self, real: Tensor, fake: Tensor, latent: Tensor) -> dict[str, Tensor]:
+    def discriminator_step(self, real: Tensor, fake: Tensor, latent: Tensor) -> dict[str, Tensor]:
         """D's adversarial loss plus L_I of the detached ``fake`` through the trunk and Q head; key "loss"."""
         fake_features = self.discriminator.trunk(fake.detach())
         adversarial = discriminator_loss(
             self.discriminate(real), self.discriminator.head(fake_features).flatten(), self.config.loss
         )
-        information = self.information_losses(latent, fake_features)
-        return {"loss": adversarial + information["info_loss"], "discriminator_loss": adversarial, **information}
+        information = self.information_losses(latent, fake_features)["info_loss"]
+        return {"loss": adversarial + information, "discriminator_loss": adversarial, "q_info_loss": information}
 
     def generator_step(self, latent: Tensor, fake: Tensor) -> dict[str, Tensor]:
         with frozen(self.discriminator, self.q_head):
@@ -167,20 +166,6 @@ class InfoGAN(AdversarialModel):
             adversarial = generator_loss(self.discriminator.head(features).flatten(), self.config.loss)
             information = self.information_losses(latent, features)
         return {"loss": adversarial + information["info_loss"], "generator_loss": adversarial, **information}
-
-    def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
-        real = self._layout(batch["x"])
-        latent = self.latent(len(real))
-        fake = self.generate(latent)
-        discriminator_losses = self.discriminator_and_q_step(real, fake, latent)
-        step.optimize(discriminator_losses["loss"], "discriminator")
-        generator_losses = self.generator_step(latent, fake)
-        step.optimize(generator_losses["loss"], "generator")
-        return {
-            "discriminator_loss": discriminator_losses["discriminator_loss"].detach(),
-            "q_info_loss": discriminator_losses["info_loss"].detach(),
-            **{k: v.detach() for k, v in generator_losses.items() if k != "loss"},
-        }
 
     @torch.no_grad()
     def sample(self, n: int, code: int = -1, traverse: str = "") -> Tensor:
