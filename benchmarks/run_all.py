@@ -2,12 +2,14 @@
 
     GENZOO_DATA_DIR=../shared/data python benchmarks/run_all.py [--steps 200] [--models nade dcgan ...]
 
-For each model (in its own process, so peak RSS is its own): training img/s in fp32 and, where the model's
-measured default differs, in that fast path (the engine's steady rate: every batch after the first, with logging
-and checkpoints, without Lightning's one-off setup); the time to sample 64 images; peak RSS; the model's headline
-quality metric after the budget. It also measures this machine's matrix-multiply peak (fp32 and bf16 GFLOP/s) and
-reports each model's achieved rate as a fraction of the peak of the precision it ran in (DCGAN's is the issue's
-target). Writes the table into benchmarks/RESULTS.md between the "run_all" markers.
+For each model (in its own process, so peak RSS is its own): training img/s in fp32 and, where the precision
+`genzoo train` picks on this machine differs (bf16 autocast for the models that measured the same quality in it,
+only where the hardware computes bf16 natively), in that precision (the engine's steady rate: every batch after
+the first, with logging and checkpoints, without Lightning's one-off setup); the time to sample 64 images; peak
+RSS; the model's headline quality metric after the budget. It also measures this machine's matrix-multiply peak
+(fp32 and bf16 GFLOP/s) and reports each model's achieved rate in its default precision as a fraction of that
+precision's peak (DCGAN's is the issue's target). Writes the table into benchmarks/RESULTS.md between the
+"run_all" markers.
 """
 
 import argparse
@@ -67,47 +69,59 @@ def flops_per_batch(name: str, batch_size: int) -> int:
 
 def measure(name: str, steps: int, batch_size: int) -> dict:
     import genzoo
+    from genzoo.engine import default_precision
     from genzoo.registry import models
 
     cls = models.get(name)
-    row = {"model": name, "family": cls.family, "data": cls.default_data}
+    default = default_precision(cls.precision)  # what `genzoo train` uses on this machine
+    row = {"model": name, "family": cls.family, "data": cls.default_data, "precision": default}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, precision in [("fp32", "32-true"), ("fast", cls.precision)]:
-            if label == "fast" and precision == "32-true":
+        for label, precision in [("fp32", "32-true"), ("default", default)]:
+            if label == "default" and precision == "32-true":
                 break
             run = genzoo.train(
                 name, max_steps=steps, batch_size=batch_size, out=Path(tmp) / label, precision=precision,
                 progress=False, samples=64,
             )  # fmt: skip
             row[f"img_per_s_{label}"] = run.metrics["train_images_per_second"]
-            row["precision"] = precision
             row["sample_64_s"] = run.metrics["sample_seconds"]
             quality = next((k for k in QUALITY_KEYS if k in run.metrics), None)
             row["quality"] = f"{quality} {run.metrics[quality]:.4g}" if quality else "-"
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    best = max(row.get("img_per_s_fast", 0), row["img_per_s_fp32"])
-    row["gflops"] = flops_per_batch(name, batch_size) / batch_size * best / 1e9
+    rate = row.get("img_per_s_default", row["img_per_s_fp32"])
+    row["gflops"] = flops_per_batch(name, batch_size) / batch_size * rate / 1e9
     return row
 
 
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def table(rows: list[dict], steps: int, batch_size: int, peaks: dict) -> str:
+    from genzoo.engine import native_bf16
+
     lines = [
-        f"Measured {date.today()} on {platform.machine()} ({torch.get_num_threads()} threads), "
-        f"torch {torch.__version__}, {steps} batches of {batch_size} per model on its default data.",
+        f"Measured {date.today()} on {cpu_name()} ({platform.machine()}, {torch.get_num_threads()} threads, "
+        f"native bf16: {'yes' if native_bf16() else 'no'}), torch {torch.__version__}, {steps} batches of "
+        f"{batch_size} per model on its default data.",
         f"Matrix-multiply peak: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16.",
         "",
-        "| model | family | data | train img/s fp32 | fast path | img/s fast |"
-        " achieved GFLOP/s (% of its precision's peak) | 64 samples (s) | peak RSS (MB) | quality |",
+        "| model | family | data | train img/s fp32 | default precision here | img/s in it |"
+        " achieved GFLOP/s in the default (% of its precision's peak) | 64 samples (s) | peak RSS (MB) | quality |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        fast = f"{r['img_per_s_fast']:,.0f}" if "img_per_s_fast" in r else "-"
+        default = f"{r['img_per_s_default']:,.0f}" if "img_per_s_default" in r else "(fp32)"
         # torch counts matmul/conv FLOPs only: models made of other ops (NADE's gathers) show "-"
         peak = peaks["bf16" if r["precision"] == "bf16-mixed" else "fp32"]  # the peak of the precision it ran in
         achieved = f"{r['gflops']:.1f} ({100 * r['gflops'] / peak:.0f}%)" if r["gflops"] else "-"
         lines.append(
-            f"| {r['model']} | {r['family']} | {r['data']} | {r['img_per_s_fp32']:,.0f} | {r['precision']} | {fast} | "
-            f"{achieved} | {r['sample_64_s']:.2f} | {r['peak_rss_mb']:,.0f} | {r['quality']} |"
+            f"| {r['model']} | {r['family']} | {r['data']} | {r['img_per_s_fp32']:,.0f} | {r['precision']} | "
+            f"{default} | {achieved} | {r['sample_64_s']:.2f} | {r['peak_rss_mb']:,.0f} | {r['quality']} |"
         )
     return "\n".join(lines)
 

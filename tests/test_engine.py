@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import genzoo
+from genzoo import engine
 from genzoo.data.stream import BatchStream
 from genzoo.engine import AtomicCheckpointIO, BatchClock, DivergedError, fit, make_trainer
 from genzoo.models.structured import FVSBN
@@ -39,13 +40,20 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_finite_checkpoint(tmp
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
 
 
-def test_model_preferred_precision_is_used_unless_overridden(tmp_path, monkeypatch):
+@pytest.mark.parametrize("native", [True, False])
+def test_preferred_bf16_is_used_only_where_native_and_an_explicit_precision_always(tmp_path, monkeypatch, native):
     monkeypatch.setattr(FVSBN, "precision", "bf16-mixed")
+    monkeypatch.setattr(engine, "native_bf16", lambda: native)
+    expected = "bf16-mixed" if native else "32-true"
     run = genzoo.train("fvsbn", "digits", max_steps=1, out=tmp_path / "a", progress=False, samples=1)
-    assert genzoo.load(run.path).run_config["precision"] == "bf16-mixed"
+    assert genzoo.load(run.path).run_config["precision"] == expected
+    # a resumed run keeps the precision it started with, whatever this machine would choose now
+    monkeypatch.setattr(engine, "native_bf16", lambda: not native)
+    run = genzoo.train("fvsbn", max_steps=2, out=tmp_path / "a", resume=True, progress=False, samples=1)
+    assert run.metrics["precision"] == expected
     run = genzoo.train("fvsbn", "digits", max_steps=1, out=tmp_path / "b", progress=False, samples=1,
-                       precision="32-true")  # fmt: skip
-    assert genzoo.load(run.path).run_config["precision"] == "32-true"
+                       precision="bf16-mixed" if not native else "32-true")  # fmt: skip
+    assert genzoo.load(run.path).run_config["precision"] == ("bf16-mixed" if not native else "32-true")
 
 
 def test_logs_keep_every_written_step_and_the_rate_leaves_out_setup(tmp_path):

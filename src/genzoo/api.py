@@ -102,7 +102,7 @@ def train(
     ``resume=True`` continues ``out`` from its checkpoint."""
     import lightning as L
 
-    from genzoo.engine import BatchClock, fit, keep_freed_memory, make_trainer, quiet_lightning
+    from genzoo.engine import BatchClock, default_precision, fit, keep_freed_memory, make_trainer, quiet_lightning
 
     if resume:
         if out is None:
@@ -135,7 +135,8 @@ def train(
         max_epochs = DEFAULT_EPOCHS
 
     dataset = load_dataset(data)
-    precision = precision or models.get(model).precision
+    if precision is None:  # a resumed run keeps its precision; a new one takes the model's, if native here
+        precision = (stored.get("precision") if resume else None) or default_precision(models.get(model).precision)
     L.seed_everything(seed, verbose=False)
     network = create(model, dataset.image_shape, **(settings or {}))
     if len(dataset.train) < batch_size:
@@ -202,6 +203,7 @@ def train(
         train_batches=adapter.batches_done,
         train_images_per_second=batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
         train_seconds=seconds,
+        precision=trainer.precision,  # this session's: the model's preference falls back to fp32 off native bf16
         sample_seconds=sample_seconds,
         samples=samples,
     )

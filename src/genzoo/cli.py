@@ -50,7 +50,10 @@ def train(
     devices: Annotated[str, typer.Option(help="Devices per node, passed to Lightning (1, 2, auto).")] = "1",
     strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp, ...")] = "auto",
     precision: Annotated[
-        Optional[str], typer.Option(help="Lightning precision: 32-true or bf16-mixed (default: the model's).")
+        Optional[str],
+        typer.Option(
+            help="Lightning precision: 32-true or bf16-mixed (default: the model's, bf16 only where native here)."
+        ),
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Batches between checkpoints.")] = 100,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Model setting key=value (repeatable).")] = None,

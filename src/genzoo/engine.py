@@ -187,6 +187,31 @@ class StopAfterBatches(Callback):
             trainer.should_stop = True
 
 
+def native_bf16() -> bool:
+    """Whether the device training runs on computes bf16 natively (and so gains from bf16 autocast).
+
+    CUDA: Ampere or newer. CPU: the avx512_bf16 or AMX instructions; without them oneDNN emulates bf16 through
+    fp32 and autocast makes training slower, not faster (measured on an avx512 Xeon without avx512_bf16: a 2048^2
+    matrix multiply at 66 GFLOP/s in bf16 against 312 in fp32, DCGAN's batch 2.3x slower).
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu  # torch offers these CPU checks only as private functions: a missing one counts as "no"
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def default_precision(preferred: str) -> str:
+    """A model's preferred Lightning precision where this machine runs it natively, else ``"32-true"``.
+
+    Models that measured the same quality in bf16 autocast prefer ``"bf16-mixed"``; on hardware that only emulates
+    bf16 that choice would cost speed and buy nothing, so training falls back to fp32 (an explicit ``--precision``
+    is always obeyed).
+    """
+    if preferred.startswith("bf16") and not native_bf16():
+        return "32-true"
+    return preferred
+
+
 def keep_freed_memory() -> None:
     """Ask glibc to keep freed memory for reuse instead of returning it to the OS.
 
