@@ -41,6 +41,22 @@ def test_thickening_widens_and_thinning_narrows_every_stroke(digits):
     assert (width["thick"] > width["plain"]).all() and (width["plain"] > width["thin"]).all()
 
 
+def test_growing_undoes_thinning_on_strokes_two_pixels_wide():
+    square = torch.zeros(1, 1, 12, 12)
+    square[..., 3:9, 4:6] = 1.0  # a vertical stroke 2 pixels wide, 6 long
+    assert torch.equal(dom.grow(dom.thin(square)), square)
+    assert dom.thin(square).sum() == 5  # erosion left a 1-pixel line; growing brought back the width
+
+
+def test_canonical_view_of_a_thin_rendering_has_the_source_digits_ink(digits):
+    images, _ = digits
+    grey = images[:200].float() / 255
+    attributes = torch.zeros(200, 4, dtype=torch.long)  # thin, left slant, first colour, dark background
+    canonical = dom.canonical_grey(dom.render(images[:200], attributes))
+    # growing gives back the width the erosion took (the eroded digit alone has ~45% less ink than the source)
+    assert (canonical.mean() / grey.mean() - 1).abs() < 0.2, (canonical.mean(), grey.mean())
+
+
 def test_colour_and_background_are_read_through_inversion(digits):
     images = digits[0][:8].repeat(8, 1, 1, 1)
     attributes = torch.zeros(64, 4, dtype=torch.long)

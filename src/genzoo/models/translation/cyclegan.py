@@ -210,8 +210,10 @@ class CycleGAN(TranslationModel):
             if classifier is not None:
                 features, predicted = classify(classifier, translated_unit)
                 report[f"{name}_class_preservation"] = float((predicted == image_labels[:, 0]).float().mean())
-                real_features, _ = classify(classifier, (x[target] + 1) / 2)
+                real_features, real_predicted = classify(classifier, (x[target] + 1) / 2)
                 report[f"{name}_frechet_distance"] = frechet_distance_of_features(real_features, features)
+                # the reader on real images of the target domain: the ceiling of this direction's class number
+                report[f"{name}_class_ceiling"] = float((real_predicted == labels[target, 0]).float().mean())
         if classifier is not None:
             report["classifier"] = classifier.name
             report["real_class_accuracy"] = float((classify(classifier, (x + 1) / 2)[1] == labels[:, 0]).float().mean())
