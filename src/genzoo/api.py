@@ -203,7 +203,7 @@ def train(
         train_batches=adapter.batches_done,
         train_images_per_second=batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
         train_seconds=seconds,
-        precision=trainer.precision,  # this session's: the model's preference falls back to fp32 off native bf16
+        train_precision=trainer.precision,  # the model's preference falls back to fp32 off native bf16
         sample_seconds=sample_seconds,
         samples=samples,
     )

@@ -87,7 +87,7 @@ class CycleGAN(TranslationModel):
     Config = CycleGANConfig
     # measured (benchmarks/RESULTS.md): bf16 autocast 1.27x the fp32 rate at batch 64, and after the 3,500-batch
     # budget the same result: thin -> thick target 100% / class kept 93.1% in both, thick -> thin 100% / 86.2%
-    # (fp32 88.3%, 10 of 478 images), cycle L1 0.021 / 0.028 in both
+    # (fp32 88.3%, 10 of 478 images; class read before thin digits were grown back), cycle L1 0.021 / 0.028
     precision = "bf16-mixed"
 
     def __init__(self, config: CycleGANConfig, image_shape: tuple[int, int, int]) -> None:
