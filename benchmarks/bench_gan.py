@@ -93,7 +93,6 @@ def parzen_of(model, data: str, samples: int = 10_000, validation: int = 1000, t
 
 def quality(name: str, data: str, steps: int, precision: str | None, out: str) -> dict:
     import genzoo
-    from genzoo.registry import models
 
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
@@ -107,7 +106,7 @@ def quality(name: str, data: str, steps: int, precision: str | None, out: str) -
     return {
         "model": name,
         "data": data,
-        "lightning_precision": precision or models.get(name).precision,
+        "lightning_precision": m["train_precision"],  # what the run used (a bf16 preference is native-only)
         "batches": steps,
         "train_wall_s": wall,
         "eval_s": eval_seconds,

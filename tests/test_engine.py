@@ -51,9 +51,10 @@ def test_preferred_bf16_is_used_only_where_native_and_an_explicit_precision_alwa
     monkeypatch.setattr(engine, "native_bf16", lambda: not native)
     run = genzoo.train("fvsbn", max_steps=2, out=tmp_path / "a", resume=True, progress=False, samples=1)
     assert run.metrics["train_precision"] == expected
+    explicit = "bf16-mixed" if not native else "32-true"  # the opposite of what this machine would choose
     run = genzoo.train("fvsbn", "digits", max_steps=1, out=tmp_path / "b", progress=False, samples=1,
-                       precision="bf16-mixed" if not native else "32-true")  # fmt: skip
-    assert genzoo.load(run.path).run_config["precision"] == ("bf16-mixed" if not native else "32-true")
+                       precision=explicit)  # fmt: skip
+    assert genzoo.load(run.path).run_config["precision"] == explicit
 
 
 def test_logs_keep_every_written_step_and_the_rate_leaves_out_setup(tmp_path):

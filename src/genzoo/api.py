@@ -116,6 +116,7 @@ def train(
             raise GenzooError(f"{run_dir} has no checkpoint to resume from")
         data, seed, batch_size = stored["data"], stored["seed"], stored["batch_size"]
         settings = stored["settings"]
+        precision = precision or stored.get("precision")  # a resumed run keeps its precision
     else:
         data = data or models.get(model).default_data
         check_dataset_name(data)
@@ -135,8 +136,7 @@ def train(
         max_epochs = DEFAULT_EPOCHS
 
     dataset = load_dataset(data)
-    if precision is None:  # a resumed run keeps its precision; a new one takes the model's, if native here
-        precision = (stored.get("precision") if resume else None) or default_precision(models.get(model).precision)
+    precision = precision or default_precision(models.get(model).precision)  # the model's, if native here
     L.seed_everything(seed, verbose=False)
     network = create(model, dataset.image_shape, **(settings or {}))
     if len(dataset.train) < batch_size:
