@@ -11,6 +11,7 @@ import genzoo
 from genzoo import engine
 from genzoo.data.stream import BatchStream
 from genzoo.engine import AtomicCheckpointIO, BatchClock, DivergedError, fit, make_trainer
+from genzoo.models.base import adam
 from genzoo.models.structured import FVSBN
 
 
@@ -78,3 +79,16 @@ def test_batch_clock_times_the_batches_after_the_first():
     time.sleep(0.01)
     clock.on_train_batch_end()
     assert 0.025 < clock.seconds_per_batch() < 0.2  # (0.05 + 0.01) / 2, with scheduling slack upwards
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_adam_updates_every_parameter_it_is_given_once_as_tensors_or_groups(grouped):
+    layer = torch.nn.Linear(3, 2)
+    parameters = [{"params": layer.parameters()}] if grouped else layer.parameters()  # generators, read once
+    optimizer = adam(parameters, 0.1)
+    before = [p.detach().clone() for p in layer.parameters()]
+    layer(torch.randn(4, 3)).square().sum().backward()
+    optimizer.step()
+    assert len(optimizer.param_groups) == 1 and len(optimizer.param_groups[0]["params"]) == 2
+    assert all(not torch.equal(a, b) for a, b in zip(before, layer.parameters()))
+    assert optimizer.defaults["fused"]  # CPU has the fused kernel

@@ -10,6 +10,7 @@ import genzoo
 from genzoo.cli import app
 from genzoo.errors import GenzooError
 from genzoo.models.adversarial.base import frozen
+from genzoo.models.adversarial.dcgan import Projection
 from genzoo.models.base import DirectStep
 
 runner = CliRunner()
@@ -131,6 +132,19 @@ def test_dcgan_sizes(shape):
     images = model.sample(2)
     assert images.shape == (2, *shape) and images.abs().max() <= 1
     assert model.discriminate(images).shape == (2,)
+
+
+def test_dcgan_projection_is_the_transposed_convolution_it_replaces():
+    # the same values and gradients as ConvTranspose2d with the same weight (so checkpoints keep their meaning)
+    layer = Projection(10, 6, 4).to(memory_format=torch.channels_last)
+    latent = torch.randn(5, 10, 1, 1, requires_grad=True)
+    reference = torch.nn.functional.conv_transpose2d(latent, layer.weight)
+    upstream = torch.randn_like(reference)
+    want = torch.autograd.grad(reference, [latent, layer.weight], upstream)
+    got = layer(latent)
+    torch.testing.assert_close(got, reference)
+    for a, b in zip(torch.autograd.grad(got, [latent, layer.weight], upstream), want):
+        torch.testing.assert_close(a, b)
 
 
 def test_dcgan_rejects_sizes_it_cannot_build():

@@ -131,6 +131,7 @@ def train_feature_net(
 ) -> tuple[FeatureNet, dict]:
     """The recipe of the shipped weights: Adam with a cosine schedule, random shifts, on the train split only."""
     from genzoo.data import load_dataset
+    from genzoo.models.base import adam
 
     dataset = load_dataset(data)
     if dataset.train_labels is None:
@@ -140,7 +141,7 @@ def train_feature_net(
     unit_train = dataset.train.float() / (dataset.levels - 1)
     unit_test = dataset.test.float() / (dataset.levels - 1)
     net = FeatureNet(dataset.image_shape[0], dataset.num_classes or 10)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    optimizer = adam(net.parameters(), lr)
     steps = epochs * -(-len(unit_train) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     started = time.perf_counter()

@@ -8,6 +8,7 @@ alternation, extra updates and schedules all live in the model's own file.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -15,6 +16,19 @@ import torch
 from torch import Tensor, nn
 
 from genzoo.data.transforms import InputKind
+
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def adam(parameters: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam, with torch's fused kernel where the parameters live on a device that has one (one pass over each
+    parameter per update instead of a chain of whole-tensor temporaries). The update is the same algorithm; it is
+    faster where layers are large: InfoGAN's training batch (two 6.4M-weight layers) ran 1.2-1.4x faster on CPU
+    (benchmarks/RESULTS.md). ``parameters`` are tensors or parameter groups, as torch.optim takes them."""
+    items = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in parameters]  # one pass
+    tensors = [t for item in items for t in (item["params"] if isinstance(item, dict) else [item])]
+    fused = bool(tensors) and all(t.device.type in FUSED_ADAM_DEVICES for t in tensors)
+    return torch.optim.Adam(items, lr=lr, betas=betas, fused=fused or None)
 
 
 class Step(Protocol):
@@ -75,7 +89,7 @@ class GenerativeModel(nn.Module):
         return math.prod(self.image_shape)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+        return {"model": adam(self.parameters(), self.config.lr)}
 
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
         raise NotImplementedError

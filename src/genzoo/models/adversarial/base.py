@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from genzoo.errors import GenzooError
 from genzoo.losses import ADVERSARIAL_LOSSES, discriminator_loss, generator_loss
-from genzoo.models.base import GenerativeModel, Step, TrainConfig
+from genzoo.models.base import GenerativeModel, Step, TrainConfig, adam
 
 EVAL_CHUNK = 500
 
@@ -104,8 +104,8 @@ class AdversarialModel(GenerativeModel):
         c = self.config
         betas = (c.beta1, c.beta2)
         return {
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=betas),
-            "generator": torch.optim.Adam(self.generator_parameters(), lr=c.generator_lr or c.lr, betas=betas),
+            "discriminator": adam(self.discriminator.parameters(), c.lr, betas),
+            "generator": adam(self.generator_parameters(), c.generator_lr or c.lr, betas),
         }
 
     def discriminator_step(self, real: Tensor, fake: Tensor, latent: Tensor) -> dict[str, Tensor]:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.models.adversarial.base import EVAL_CHUNK, AdversarialConfig, AdversarialModel, frozen, normal_init
+from genzoo.models.base import adam
 from genzoo.registry import models
 
 TRAVERSAL_RANGE = 2.0  # continuous codes are traversed over [-2, 2], beyond the U(-1, 1) prior as in Fig. 2
@@ -147,8 +148,8 @@ class InfoGAN(AdversarialModel):
         betas = (c.beta1, c.beta2)
         discriminator_and_q = [*self.discriminator.parameters(), *self.q_head.parameters()]
         return {
-            "discriminator": torch.optim.Adam(discriminator_and_q, lr=c.lr, betas=betas),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.generator_lr or c.lr, betas=betas),
+            "discriminator": adam(discriminator_and_q, c.lr, betas),
+            "generator": adam(self.generator.parameters(), c.generator_lr or c.lr, betas),
         }
 
     def discriminator_step(self, real: Tensor, fake: Tensor, latent: Tensor) -> dict[str, Tensor]:

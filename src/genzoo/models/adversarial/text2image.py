@@ -90,7 +90,7 @@ from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.metrics.sample_quality import frechet_distance_of_features
 from genzoo.models.adversarial.base import frozen, normal_init
-from genzoo.models.base import GenerativeModel, Step, TrainConfig
+from genzoo.models.base import GenerativeModel, Step, TrainConfig, adam
 from genzoo.models.translation.base import classifier_for, classify, linear_decay
 from genzoo.registry import models
 
@@ -318,9 +318,9 @@ class Text2Image(GenerativeModel):
         betas = (c.beta1, c.beta2)
         text_parameters = [*self.text_encoder.parameters(), *self.image_encoder.parameters()]
         self.optimizers_by_name = {
-            "text": torch.optim.Adam(text_parameters, lr=c.text_lr),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=betas),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=betas),
+            "text": adam(text_parameters, c.text_lr),
+            "discriminator": adam(self.discriminator.parameters(), c.lr, betas),
+            "generator": adam(self.generator.parameters(), c.lr, betas),
         }
         return self.optimizers_by_name
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from genzoo.errors import GenzooError
 from genzoo.metrics.parzen import parzen_metrics
-from genzoo.models.base import Step, TrainConfig
+from genzoo.models.base import Step, TrainConfig, adam
 from genzoo.models.latent.base import (
     ARCHITECTURES,
     LIKELIHOODS,
@@ -111,11 +111,9 @@ class AAE(LatentModel):
         autoencoder = [*self.encoder.parameters(), *self.decoder.parameters(), *self.pixels.parameters()]
         betas = (0.5, 0.999)  # the usual GAN setting for the adversarial pair
         return {
-            "autoencoder": torch.optim.Adam(autoencoder, lr=self.config.lr),
-            "discriminator": torch.optim.Adam(
-                self.discriminator.parameters(), lr=self.config.adversarial_lr, betas=betas
-            ),
-            "generator": torch.optim.Adam(self.encoder.parameters(), lr=self.config.adversarial_lr, betas=betas),
+            "autoencoder": adam(autoencoder, self.config.lr),
+            "discriminator": adam(self.discriminator.parameters(), self.config.adversarial_lr, betas),
+            "generator": adam(self.encoder.parameters(), self.config.adversarial_lr, betas),
         }
 
     def encode_sample(self, x: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 from genzoo.data.domains import base_dataset_of, canonical_grey, read_attributes
 from genzoo.data.images import read_image_file
 from genzoo.errors import GenzooError
-from genzoo.models.base import GenerativeModel, Step
+from genzoo.models.base import GenerativeModel, Step, adam
 
 EXAMPLES = 64  # real training images kept in the weights for ``sample``
 EVAL_CHUNK = 250
@@ -107,7 +107,7 @@ class TranslationModel(GenerativeModel):
         return factor
 
     def adam(self, parameters: Any, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(parameters, lr=lr, betas=(self.config.beta1, self.config.beta2))
+        return adam(parameters, lr, (self.config.beta1, self.config.beta2))
 
     def translate(self, images: Tensor, to: str) -> Tensor:
         """Images [B, C, H, W] in [-1, 1] translated to the target named by ``to``."""
