@@ -69,8 +69,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="timed batches of 64 per round and variant")
     args = parser.parse_args()
     keep_freed_memory()
-    print(f"# bench_optimizer {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds of {args.batches}")  # fmt: skip
+    when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    print(f"# bench_optimizer {when}, {platform.machine()}, torch {torch.__version__}")
+    print(f"# {torch.get_num_threads()} threads, {args.rounds} rounds of {args.batches} batches per variant")
     print("| model | img/s fused Adam | img/s for-loop Adam | ratio |\n|---|---|---|---|")
     for name in args.models:
         row = compare(name, args.rounds, args.batches)

@@ -8,8 +8,10 @@ only where the hardware computes bf16 natively), in that precision (the engine's
 the first, with logging and checkpoints, without Lightning's one-off setup); the time to sample 64 images; peak
 RSS; the model's headline quality metric after the budget. It also measures this machine's matrix-multiply peak
 (fp32 and bf16 GFLOP/s) and reports each model's achieved rate in its default precision as a fraction of that
-precision's peak (DCGAN's is the issue's target). Writes the table into benchmarks/RESULTS.md between the
-"run_all" markers.
+precision's peak (DCGAN's is the issue's target), the peak measured in the model's own process just before and
+after its training: a shared or throttled machine drifts by a quarter within minutes, so a peak taken at the end
+of the table can belong to another speed. Writes the table into benchmarks/RESULTS.md between the "run_all"
+markers.
 """
 
 import argparse
@@ -75,6 +77,8 @@ def measure(name: str, steps: int, batch_size: int) -> dict:
     cls = models.get(name)
     default = default_precision(cls.precision)  # what `genzoo train` uses on this machine
     row = {"model": name, "family": cls.family, "data": cls.default_data, "precision": default}
+    dtype = torch.bfloat16 if default == "bf16-mixed" else torch.float32
+    before = matmul_peak(dtype)  # this machine's speed drifts: the row's peak is measured beside its training
     with tempfile.TemporaryDirectory() as tmp:
         for label, precision in [("fp32", "32-true"), ("default", default)]:
             if label == "default" and precision == "32-true":
@@ -87,6 +91,7 @@ def measure(name: str, steps: int, batch_size: int) -> dict:
             row["sample_64_s"] = run.metrics["sample_seconds"]
             quality = next((k for k in QUALITY_KEYS if k in run.metrics), None)
             row["quality"] = f"{quality} {run.metrics[quality]:.4g}" if quality else "-"
+    row["peak_gflops"] = (before + matmul_peak(dtype)) / 2
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rate = row.get("img_per_s_default", row["img_per_s_fp32"])
     row["gflops"] = flops_per_batch(name, batch_size) / batch_size * rate / 1e9
@@ -108,20 +113,23 @@ def table(rows: list[dict], steps: int, batch_size: int, peaks: dict) -> str:
         f"Measured {date.today()} on {cpu_name()} ({platform.machine()}, {torch.get_num_threads()} threads, "
         f"native bf16: {'yes' if native_bf16() else 'no'}), torch {torch.__version__}, {steps} batches of "
         f"{batch_size} per model on its default data.",
-        f"Matrix-multiply peak: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16.",
+        f"Matrix-multiply peak at the end: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16; "
+        f"each row's fraction uses the peak of its precision measured in its own process, before and after its "
+        f"training (their mean, in the row).",
         "",
         "| model | family | data | train img/s fp32 | default precision here | img/s in it |"
-        " achieved GFLOP/s in the default (% of its precision's peak) | 64 samples (s) | peak RSS (MB) | quality |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " achieved GFLOP/s in the default (% of the row's peak) | row's peak GFLOP/s | 64 samples (s) |"
+        " peak RSS (MB) | quality |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         default = f"{r['img_per_s_default']:,.0f}" if "img_per_s_default" in r else "(fp32)"
         # torch counts matmul/conv FLOPs only: models made of other ops (NADE's gathers) show "-"
-        peak = peaks["bf16" if r["precision"] == "bf16-mixed" else "fp32"]  # the peak of the precision it ran in
+        peak = r["peak_gflops"]  # of the precision it ran in, measured beside its training
         achieved = f"{r['gflops']:.1f} ({100 * r['gflops'] / peak:.0f}%)" if r["gflops"] else "-"
         lines.append(
             f"| {r['model']} | {r['family']} | {r['data']} | {r['img_per_s_fp32']:,.0f} | {r['precision']} | "
-            f"{default} | {achieved} | {r['sample_64_s']:.2f} | {r['peak_rss_mb']:,.0f} | {r['quality']} |"
+            f"{default} | {achieved} | {peak:.0f} | {r['sample_64_s']:.2f} | {r['peak_rss_mb']:,.0f} | {r['quality']} |"
         )
     return "\n".join(lines)
 
