@@ -92,3 +92,30 @@ def test_adam_updates_every_parameter_it_is_given_once_as_tensors_or_groups(grou
     assert len(optimizer.param_groups) == 1 and len(optimizer.param_groups[0]["params"]) == 2
     assert all(not torch.equal(a, b) for a, b in zip(before, layer.parameters()))
     assert optimizer.defaults["fused"]  # CPU has the fused kernel
+
+
+def test_fused_adam_resumes_a_channels_last_parameter_from_a_contiguous_state_exactly():
+    # a checkpoint may hand the moments back contiguous; the fused kernel must still pair the right elements
+    torch.manual_seed(0)
+    start = torch.randn(4, 3, 2, 2).contiguous(memory_format=torch.channels_last)
+    grads = [torch.randn(4, 3, 2, 2).contiguous(memory_format=torch.channels_last) for _ in range(2)]
+
+    def two_steps(make, reload):
+        weight = torch.nn.Parameter(start.clone(memory_format=torch.channels_last))
+        optimizer = make([weight])
+        weight.grad = grads[0].clone(memory_format=torch.channels_last)
+        optimizer.step()
+        if reload:
+            saved = optimizer.state_dict()
+            for state in saved["state"].values():
+                for key in ("exp_avg", "exp_avg_sq"):
+                    state[key] = state[key].contiguous()
+            optimizer = make([weight])
+            optimizer.load_state_dict(saved)
+        weight.grad = grads[1].clone(memory_format=torch.channels_last)
+        optimizer.step()
+        return weight.detach()
+
+    reference = two_steps(lambda params: torch.optim.Adam(params, lr=0.1, foreach=False), reload=False)
+    resumed = two_steps(lambda params: adam(params, 0.1), reload=True)
+    torch.testing.assert_close(resumed, reference, rtol=1e-6, atol=1e-7)

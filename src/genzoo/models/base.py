@@ -28,7 +28,22 @@ def adam(parameters: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9
     items = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in parameters]  # one pass
     tensors = [t for item in items for t in (item["params"] if isinstance(item, dict) else [item])]
     fused = bool(tensors) and all(t.device.type in FUSED_ADAM_DEVICES for t in tensors)
-    return torch.optim.Adam(items, lr=lr, betas=betas, fused=fused or None)
+    optimizer = torch.optim.Adam(items, lr=lr, betas=betas, fused=fused or None)
+    if fused:
+        optimizer.register_load_state_dict_post_hook(_lay_out_state_like_parameters)
+    return optimizer
+
+
+def _lay_out_state_like_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """The fused kernel walks a parameter, its gradient and its moments as flat memory, so they must share one
+    layout; a loaded state can come back contiguous for a channels_last parameter, and a resumed run would then mix
+    up its moments' elements (caught by the kill -9 resume test). Each loaded moment is laid out like its parameter."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == parameter.shape and value.stride() != parameter.stride():
+                    state[key] = torch.empty_like(parameter).copy_(value)
 
 
 class Step(Protocol):
