@@ -36,8 +36,9 @@ def adam(parameters: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9
 
 def _lay_out_state_like_parameters(optimizer: torch.optim.Optimizer) -> None:
     """The fused kernel walks a parameter, its gradient and its moments as flat memory, so they must share one
-    layout; a loaded state can come back contiguous for a channels_last parameter, and a resumed run would then mix
-    up its moments' elements (caught by the kill -9 resume test). Each loaded moment is laid out like its parameter."""
+    layout: a contiguous moment loaded for a channels_last parameter would have its elements mixed up (the test
+    shows it). torch's save / load keeps strides, so genzoo's own checkpoints arrive laid out right; this guards
+    states from elsewhere. Each loaded moment is laid out like its parameter."""
     for group in optimizer.param_groups:
         for parameter in group["params"]:
             state = optimizer.state.get(parameter, {})
