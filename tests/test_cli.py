@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
@@ -144,45 +145,67 @@ def train_command(family, out, steps):
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, family):
-    steps = 120 if family == "translation" else 300  # a CycleGAN batch runs four networks
-    reference = subprocess.run(train_command(family, tmp_path / "reference", steps), capture_output=True, timeout=300)
-    assert reference.returncode == 0, reference.stderr
+def train_to_the_end(family, out, steps):
+    """An uninterrupted run's final weights."""
+    result = subprocess.run(train_command(family, out, steps), capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return load_file(out / "model.safetensors")
 
-    killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        train_command(family, killed, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    checkpoint = killed / "checkpoints" / "last.ckpt"
+
+def kill_and_resume(family, out, steps):
+    """(the batch the run resumed at, its final weights) for a run killed with SIGKILL after its first checkpoint."""
+    process = subprocess.Popen(train_command(family, out, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     time.sleep(0.3)  # let it run on a little past the first checkpoint, into a later epoch's middle
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
-
+    assert not (out / "model.safetensors").exists(), "the run finished before it could be killed"
     resumed_from = torch.load(checkpoint, weights_only=True)["genzoo"]["batches_done"]
-    resumed = subprocess.run([*train_command(family, killed, steps), "--resume"], capture_output=True, timeout=300)
+    resumed = subprocess.run([*train_command(family, out, steps), "--resume"], capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    expected = load_file(tmp_path / "reference" / "model.safetensors")
-    actual = load_file(killed / "model.safetensors")
+    assert json.loads((out / "metrics.json").read_text())["train_batches"] == steps
+    return resumed_from, load_file(out / "model.safetensors")
+
+
+def same(a, b):
+    return all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, family):
+    """Bit-exact on the same machine. Rarely (benchmarks/RESULTS.md, "Exact resume") one training process of the
+    same command and seed ends elsewhere, interrupted or not; so a mismatch is re-checked once: a resume fault
+    repeats, an odd process does not. Either way a mismatch is reported (a failure, or a warning naming it)."""
+    steps = 120 if family == "translation" else 300  # a CycleGAN batch runs four networks
+    expected = train_to_the_end(family, tmp_path / "reference", steps)
+    resumed_from, actual = kill_and_resume(family, tmp_path / "killed", steps)
+    if same(expected, actual):
+        return
     differing = [key for key in expected if not torch.equal(actual[key], expected[key])]
-    if differing:
-        # tell a resume fault from a training process that is not reproducible run to run: train once more
-        again = subprocess.run(train_command(family, tmp_path / "again", steps), capture_output=True, timeout=300)
-        assert again.returncode == 0, again.stderr
-        repeat = load_file(tmp_path / "again" / "model.safetensors")
-        worst = max((actual[key].double() - expected[key].double()).abs().max().item() for key in differing)
-        pytest.fail(
-            f"resumed at batch {resumed_from}: {len(differing)} tensors differ from the uninterrupted run (first "
-            f"{differing[0]}, up to {worst:.2g}); a second uninterrupted run "
-            f"{'equals' if all(torch.equal(repeat[k], expected[k]) for k in expected) else 'differs from'} the "
-            f"first and {'equals' if all(torch.equal(repeat[k], actual[k]) for k in expected) else 'differs from'} "
-            "the resumed one"
+    report = f"resumed at batch {resumed_from}: {len(differing)} tensors differ from the uninterrupted run"
+    report += f" (first {differing[0]})"
+    repeat = train_to_the_end(family, tmp_path / "again", steps)
+    if same(repeat, actual):
+        warnings.warn(
+            f"{report}, but equal a second uninterrupted run: the first was the odd process",
+            RuntimeWarning,
+            stacklevel=1,
         )
-    assert json.loads((killed / "metrics.json").read_text())["train_batches"] == steps
+        return
+    assert same(repeat, expected), f"{report}; a second uninterrupted run differs from both: not reproducible"
+    resumed_again_from, actual_again = kill_and_resume(family, tmp_path / "killed-again", steps)
+    assert same(actual_again, expected), (
+        f"{report}; two uninterrupted runs agree, and a second kill (resumed at batch {resumed_again_from}) also "
+        "differs: a resume fault"
+    )
+    warnings.warn(
+        f"{report}; a second kill and resume matched: the first resumed process was the odd one",
+        RuntimeWarning,
+        stacklevel=1,
+    )
 
 
 def test_resume_extends_a_finished_run(tmp_path):
