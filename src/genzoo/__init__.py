@@ -1,5 +1,8 @@
 """genzoo: the classic deep generative models, correct, fast and measured."""
 
+from genzoo import numerics as _numerics  # noqa: F401  (first: fixes MKL's kernel choice before any computation)
+
+# isort: split
 from genzoo import models as _models  # noqa: F401  (registers every model)
 from genzoo.api import create, evaluate, list_models, load, sample_images, train
 from genzoo.errors import GenzooError
