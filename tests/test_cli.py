@@ -103,6 +103,14 @@ def test_corrupt_weights_and_image_shape_mismatch_are_reported(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
+def test_training_in_process_leaves_the_callers_environment_alone(tmp_path, monkeypatch):
+    from genzoo.api import RUN_DIR_ENV
+
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    make_run(tmp_path)  # the run directory is exported to DDP workers only while fit runs
+    assert RUN_DIR_ENV not in os.environ
+
+
 def test_an_existing_run_is_never_overwritten(tmp_path):
     out = make_run(tmp_path)
     before = (out / "model.safetensors").read_bytes()

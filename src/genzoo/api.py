@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import Tensor
@@ -128,7 +129,6 @@ def train(
             run_dir = Path(out) if out is not None else runs.new_run_dir(model)
             if (run_dir / runs.CONFIG).exists():
                 raise GenzooError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
-            os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the worker processes Lightning launches
         checkpoint = None
     if batch_size < 1:
         raise GenzooError("--batch-size must be at least 1")
@@ -176,7 +176,10 @@ def train(
         trainer.fit_loop.max_epochs = min(max_epochs or max_steps, needed)
     started = time.perf_counter()
     start_batches = 0 if checkpoint is None else _batches_in(checkpoint)
-    adapter = fit(network, stream, trainer, max_steps, checkpoint, seed)
+    # the run directory, for the worker processes Lightning launches during fit; the caller's environment is
+    # restored afterwards (unittest.mock's patch.dict does exactly that)
+    with mock.patch.dict(os.environ, {RUN_DIR_ENV: str(run_dir)}):
+        adapter = fit(network, stream, trainer, max_steps, checkpoint, seed)
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return Run(run_dir, network, {})
