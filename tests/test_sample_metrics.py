@@ -173,6 +173,18 @@ def test_feature_net_round_trips_through_its_files(tmp_path):
     assert (weights_dir() / "mnist.safetensors").stat().st_size < 3_000_000  # small enough to ship
 
 
+def test_user_trained_feature_nets_live_in_the_cache_and_never_shadow_the_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENZOO_CACHE_DIR", str(tmp_path))
+    card = {"data": "toy-user", "channels": 1, "classes": 10, "test_accuracy": 0.5}
+    path = save_feature_net(FeatureNet(), card)  # the default place: the cache, not the installed package
+    assert path.parent == tmp_path / "features" and not (weights_dir() / path.name).exists()
+    loaded = load_feature_net("toy-user")  # found without naming the folder, and named by its path in reports
+    assert str(path) in loaded.name
+    save_feature_net(FeatureNet(), {**card, "data": "mnist"})  # a hand-trained mnist net in the cache ...
+    shipped = load_feature_net("mnist")  # ... does not replace the shipped one
+    assert shipped.name == "genzoo-features/mnist" and shipped.card["test_accuracy"] > 0.9
+
+
 @pytest.mark.slow
 def test_train_features_command_writes_weights_and_card(tmp_path):
     from typer.testing import CliRunner

@@ -164,17 +164,21 @@ def train_features(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[
-        Optional[Path], typer.Option(help="Directory for DATA.safetensors + DATA.json (default: the package's).")
+        Optional[Path],
+        typer.Option(help="Directory for DATA.safetensors + DATA.json (default: GENZOO_CACHE_DIR/features)."),
     ] = None,
 ) -> None:
     """Train the small per-dataset classifier whose features the sample metrics (FID-style, KID, ...) use."""
-    from genzoo.metrics.features import save_feature_net, train_feature_net
+    from genzoo.metrics.features import save_feature_net, train_feature_net, weights_dir
 
     if epochs < 1:
         raise GenzooError("--epochs must be at least 1")
     net, card = train_feature_net(data, epochs=epochs, seed=seed)
     path = save_feature_net(net, card, out)
     typer.echo(f"feature net: {path} (test accuracy {card['test_accuracy']:.4f} on {card['test_images']} images)")
+    shipped = weights_dir() / path.name
+    if shipped.is_file() and shipped.resolve() != path.resolve():
+        typer.echo(f"the metrics keep using the shipped {shipped} (to replace it in a checkout: --out {weights_dir()})")
 
 
 @app.command()

@@ -5,6 +5,11 @@ anyway, so genzoo follows the usual offline practice: a small CNN trained on the
 is :func:`train_feature_net`, run by ``genzoo metrics train-features --data NAME``), shipped as a small
 safetensors file next to a JSON card with its test accuracy. Its 128-d penultimate activations are the feature
 space of the Fréchet distance, KID and precision/recall; its class probabilities give the Inception-Score analogue.
+
+Where the nets live: the shipped ones in the package (``weights_dir``); the ones a user trains for other datasets
+in ``GENZOO_CACHE_DIR/features`` (``user_weights_dir``, the command's default output, since the installed package
+may be read-only and is replaced on upgrade). Lookup takes the shipped net first, so a net trained by hand cannot
+silently change the numbers of a dataset that has a published one; a report names any user-trained net by its path.
 """
 
 from __future__ import annotations
@@ -76,7 +81,15 @@ class LoadedFeatureNet:
 
 
 def weights_dir() -> Path:
+    """The package's shipped feature nets."""
     return Path(str(resources.files("genzoo.metrics") / "weights"))
+
+
+def user_weights_dir() -> Path:
+    """Feature nets a user trained (``genzoo metrics train-features`` writes here unless told otherwise)."""
+    from genzoo.data.files import cache_dir
+
+    return cache_dir() / "features"
 
 
 def _safe_name(data: str) -> str:
@@ -91,20 +104,23 @@ class FeatureNetMissing(GenzooError):
 
 
 def load_feature_net(data: str, directory: Path | None = None) -> LoadedFeatureNet:
-    """The shipped feature net for dataset ``data`` (``mnist``, ``fashion-mnist``)."""
-    directory = directory or weights_dir()
-    path = directory / f"{_safe_name(data)}.safetensors"
+    """The feature net for dataset ``data``: from ``directory`` when given, else the shipped one (``mnist``,
+    ``fashion-mnist``), else one the user trained into :func:`user_weights_dir`."""
+    name = f"{_safe_name(data)}.safetensors"
+    folders = [directory] if directory else [weights_dir(), user_weights_dir()]
+    path = next((folder / name for folder in folders if (folder / name).is_file()), None)
+    if path is None:
+        shipped = sorted(p.stem for p in weights_dir().glob("*.safetensors"))
+        raise FeatureNetMissing(
+            f"no feature net for {data!r} (shipped: {', '.join(shipped) or 'none'}; none in "
+            f"{user_weights_dir()}); train one with: genzoo metrics train-features --data {data}"
+        )
     if path not in _cache:
-        if not path.is_file():
-            shipped = sorted(p.stem for p in weights_dir().glob("*.safetensors"))
-            raise FeatureNetMissing(
-                f"no feature net for {data!r} (shipped: {', '.join(shipped) or 'none'}); "
-                f"train one with: genzoo metrics train-features --data {data}"
-            )
         card = json.loads(path.with_suffix(".json").read_text())
         net = FeatureNet(card["channels"], card["classes"])
         net.load_state_dict(load_file(path))
-        _cache[path] = LoadedFeatureNet(f"genzoo-features/{data}", net.eval(), card)
+        shipped = path.parent == weights_dir()
+        _cache[path] = LoadedFeatureNet(f"genzoo-features/{data}" + ("" if shipped else f" ({path})"), net.eval(), card)
     return _cache[path]
 
 
@@ -172,12 +188,13 @@ def train_feature_net(
 
 
 def save_feature_net(net: FeatureNet, card: dict, directory: Path | None = None) -> Path:
-    """Write ``DATA.safetensors`` and its card ``DATA.json`` into ``directory`` (default: the package's)."""
+    """Write ``DATA.safetensors`` and its card ``DATA.json`` into ``directory`` (default: :func:`user_weights_dir`;
+    the shipped nets are regenerated with ``directory=weights_dir()``)."""
     from safetensors.torch import save
 
     from genzoo.runs import atomic_write_bytes
 
-    directory = Path(directory or weights_dir())
+    directory = Path(directory or user_weights_dir())
     path = directory / f"{_safe_name(card['data'])}.safetensors"
     atomic_write_bytes(path, save({k: v.contiguous() for k, v in net.state_dict().items()}))
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
