@@ -134,9 +134,11 @@ def test_dcgan_sizes(shape):
     assert model.discriminate(images).shape == (2,)
 
 
-def test_dcgan_projection_is_the_transposed_convolution_it_replaces():
-    # the same values and gradients as ConvTranspose2d with the same weight (so checkpoints keep their meaning)
-    layer = Projection(10, 6, 4).to(memory_format=torch.channels_last)
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_dcgan_projection_is_the_transposed_convolution_it_replaces(layout):
+    # the same values and gradients as ConvTranspose2d with the same weight (so checkpoints keep their meaning),
+    # whichever layout the weight is in
+    layer = Projection(10, 6, 4).to(memory_format=layout)
     latent = torch.randn(5, 10, 1, 1, requires_grad=True)
     reference = torch.nn.functional.conv_transpose2d(latent, layer.weight)
     upstream = torch.randn_like(reference)

@@ -44,6 +44,9 @@ class Projection(nn.ConvTranspose2d):
         super().__init__(latent_dim, channels, size, 1, 0, bias=False)
 
     def forward(self, latent: Tensor) -> Tensor:
+        if self.weight.is_contiguous(memory_format=torch.channels_last):  # multiply in the weight's own layout
+            out = latent.flatten(1) @ self.weight.permute(0, 2, 3, 1).flatten(1)  # [B, k * k * C]
+            return out.view(-1, *self.kernel_size, self.out_channels).permute(0, 3, 1, 2)  # channels_last
         out = latent.flatten(1) @ self.weight.flatten(1)  # [B, C * k * k]
         return out.view(-1, self.out_channels, *self.kernel_size)
 
