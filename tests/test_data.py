@@ -10,7 +10,7 @@ from PIL import Image
 from genzoo.data import load_dataset, sources
 from genzoo.data.files import fetch, md5sum
 from genzoo.data.stream import BatchStream
-from genzoo.data.transforms import prepare, prepare_test
+from genzoo.data.transforms import prepare, prepare_test, random_shift
 from genzoo.errors import DataUnavailable, GenzooError
 
 
@@ -141,3 +141,17 @@ def test_batch_stream_is_a_pure_function_of_the_batch_index():
     for a, b in zip(rest, first_two_epochs[9:]):
         assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
     assert not torch.equal(first_two_epochs[0]["y"], first_two_epochs[6]["y"])  # each epoch is reshuffled
+
+
+@pytest.mark.parametrize("mode", ["constant", "replicate"])
+def test_random_shift_translates_each_image_and_passes_gradients_back(mode):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 2, 9, 7, generator=g, requires_grad=True)
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(1), mode)
+    dy, dx = torch.randint(0, 5, (2, 16), generator=torch.Generator().manual_seed(1))  # the offsets it drew
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode=mode)
+    for i in range(16):  # image i is its padded self cropped at (dy, dx): a translation by (2 - dy, 2 - dx)
+        torch.testing.assert_close(shifted[i], padded[i, :, dy[i] : dy[i] + 9, dx[i] : dx[i] + 7])
+    assert len({(int(a), int(b)) for a, b in zip(dy, dx)}) > 1  # offsets differ between images
+    (shifted * torch.arange(shifted.numel()).view_as(shifted)).sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0  # differentiable, as a GAN needs

@@ -101,6 +101,23 @@ def test_infogan_generator_update_moves_no_discriminator_or_q_parameter():
     assert all(p.requires_grad for p in [*model.discriminator.parameters(), *model.q_head.parameters()])
 
 
+def test_infogan_augmentation_shows_d_and_q_only_shifted_images():
+    # augment_shift translates every image D and Q see in training, real and generated alike; evaluation and
+    # sampling see the images as they are
+    torch.manual_seed(0)
+    model = genzoo.create("infogan", augment_shift=2)
+    seen = []
+    model.discriminator.trunk.register_forward_hook(lambda module, args, out: seen.append(args[0].detach()))
+    real = torch.zeros(4, 1, 28, 28)
+    real[:, :, 10:18, 10:18] = 1  # a square away from the border: its position shows the shift
+    model.training_step({"x": real}, DirectStep(model))
+    real_seen = seen[1]  # D's step: fake features first (the Q term), then the real batch
+    assert real_seen.shape == real.shape and not torch.equal(real_seen, real)
+    rows = real_seen[:, 0].amax(2).argmax(1)  # first lit row of each image: 10 moved by the shift
+    assert ((rows - 10).abs() <= 2).all() and (rows != 10).any()
+    assert torch.equal(genzoo.create("infogan").augment(real), real)  # off by default: the paper's InfoGAN
+
+
 def test_infogan_q_learns_the_categorical_code_of_fixed_samples():
     # the bound's gradient reaches Q: trained on G's samples alone, Q recovers the codes that made them
     model = genzoo.create("infogan")

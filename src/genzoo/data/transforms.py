@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 InputKind = Literal["binary", "dequantized", "signed", "levels", "unit"]
@@ -52,3 +53,18 @@ def prepare(images: Tensor, kind: InputKind, levels: int, generator: torch.Gener
 def prepare_test(images: Tensor, kind: InputKind, levels: int) -> Tensor:
     """The fixed (static) preparation of an evaluation set."""
     return prepare(images, kind, levels, torch.Generator().manual_seed(TEST_SEED))
+
+
+def random_shift(
+    images: Tensor, pixels: int, generator: torch.Generator | None = None, mode: str = "constant"
+) -> Tensor:
+    """Each image translated by its own random offset of up to ``pixels`` in x and y (pad by ``pixels`` with
+    ``F.pad``'s ``mode``, zeros for "constant", then crop at the offset). Differentiable in ``images``, so a GAN can
+    apply it to generated images inside the generator's graph (Zhao et al. 2020, DiffAugment's "translation")."""
+    batch, channels, height, width = images.shape
+    padded = F.pad(images, (pixels,) * 4, mode=mode)
+    dy, dx = torch.randint(0, 2 * pixels + 1, (2, batch), generator=generator, device=images.device)
+    rows = (dy[:, None] + torch.arange(height, device=images.device))[:, None, :, None]  # [B, 1, H, 1]
+    cols = (dx[:, None] + torch.arange(width, device=images.device))[:, None, None, :]  # [B, 1, 1, W]
+    index = torch.arange(batch, device=images.device)[:, None, None, None]
+    return padded[index, torch.arange(channels, device=images.device)[None, :, None, None], rows, cols]

@@ -124,17 +124,6 @@ def load_feature_net(data: str, directory: Path | None = None) -> LoadedFeatureN
     return _cache[path]
 
 
-def _shift(images: Tensor, generator: torch.Generator) -> Tensor:
-    """Random translations by up to SHIFT_PIXELS, one per image (pad, then crop at a random offset)."""
-    batch, _, height, width = images.shape
-    padded = F.pad(images, (SHIFT_PIXELS,) * 4)
-    dy, dx = torch.randint(0, 2 * SHIFT_PIXELS + 1, (2, batch), generator=generator)
-    rows = (dy[:, None] + torch.arange(height))[:, None, :, None]  # [B, 1, H, 1]
-    cols = (dx[:, None] + torch.arange(width))[:, None, None, :]  # [B, 1, 1, W]
-    index = torch.arange(batch)[:, None, None, None]
-    return padded[index, torch.arange(images.shape[1])[None, :, None, None], rows, cols]
-
-
 @torch.no_grad()
 def accuracy(net: FeatureNet, images: Tensor, labels: Tensor) -> float:
     net.eval()
@@ -147,6 +136,7 @@ def train_feature_net(
 ) -> tuple[FeatureNet, dict]:
     """The recipe of the shipped weights: Adam with a cosine schedule, random shifts, on the train split only."""
     from genzoo.data import load_dataset
+    from genzoo.data.transforms import random_shift
     from genzoo.models.base import adam
 
     dataset = load_dataset(data)
@@ -165,7 +155,7 @@ def train_feature_net(
         net.train()
         order = torch.randperm(len(unit_train), generator=generator)
         for index in order.split(batch_size):
-            images = _shift(unit_train[index], generator)
+            images = random_shift(unit_train[index], SHIFT_PIXELS, generator)
             loss = F.cross_entropy(net(images), dataset.train_labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -119,10 +119,15 @@ class AdversarialModel(GenerativeModel):
             loss = generator_loss(self.discriminate(fake), self.config.loss)
         return {"loss": loss, "generator_loss": loss}
 
+    def augment(self, images: Tensor) -> Tensor:
+        """What D sees of a training image, real or generated (differentiable, fresh randomness per call); the
+        identity unless a model augments (InfoGAN's ``augment_shift``)."""
+        return images
+
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
-        real = self._layout(batch["x"])
+        real = self._layout(self.augment(batch["x"]))
         latent = self.latent(len(real))
-        fake = self.generate(latent)
+        fake = self.augment(self.generate(latent))
         discriminator_losses = self.discriminator_step(real, fake, latent)
         step.optimize(discriminator_losses.pop("loss"), "discriminator")
         generator_losses = self.generator_step(latent, fake)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genzoo.data.transforms import random_shift
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.models.adversarial.base import EVAL_CHUNK, AdversarialConfig, AdversarialModel, frozen, normal_init
@@ -47,6 +48,7 @@ class InfoGANConfig(AdversarialConfig):
     continuous_weight: float = 0.1
     generator_lr: float | None = 1e-3
     channels_last: bool = True
+    augment_shift: int = 0  # pixels: every image D and Q see in training, real or generated, randomly translated
 
 
 class SharedTrunkDiscriminator(nn.Module):
@@ -109,6 +111,10 @@ class InfoGAN(AdversarialModel):
         self.apply(normal_init)
         if config.channels_last:
             self.to(memory_format=torch.channels_last)
+
+    def augment(self, images: Tensor) -> Tensor:
+        shift = self.config.augment_shift
+        return random_shift(images, shift, mode="replicate") if shift else images
 
     def latent(self, n: int, generator: torch.Generator | None = None, categories: Tensor | None = None) -> Tensor:
         """[z, one-hot c_cat, c_cont], [n, latent_dim + K + continuous]; ``categories`` [n] fixes c_cat."""
