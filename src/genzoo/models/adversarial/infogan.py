@@ -18,6 +18,14 @@ paper's code, the trunk and Q head take L_I's gradient in the discriminator's st
 D's), on the same generated batch D sees, and G takes it in its own step through a frozen trunk and Q head. The
 generator's adversarial loss moves no discriminator or Q parameter. No labels are used anywhere in training; they
 only score the categorical code afterwards (best one-to-one matching, as the paper's 5% error on MNIST).
+
+Departure: every image D and Q see in training, real or generated, is translated by a random offset of up to
+``augment_shift`` = 2 pixels (differentiably, so G is trained through it: DiffAugment's "translation", Zhao et al.
+2020). The embedded MNIST has 4,000 training digits, not the paper's 60,000, and without it D memorizes them: after
+5,500 batches it scores real training digits 0.83-0.87 but real test digits 0.07-0.09, as fake as G's samples,
+and Q, which shares its trunk, found the digit classes in one of five seeds. With it D scores training and test
+digits alike and the code accuracy rose by 8-10 points on both seeds compared (benchmarks/RESULTS.md).
+``augment_shift=0`` gives the paper's InfoGAN.
 """
 
 from __future__ import annotations
@@ -48,7 +56,12 @@ class InfoGANConfig(AdversarialConfig):
     continuous_weight: float = 0.1
     generator_lr: float | None = 1e-3
     channels_last: bool = True
-    augment_shift: int = 0  # pixels: every image D and Q see in training, real or generated, randomly translated
+    augment_shift: int = 2  # pixels: every image D and Q see in training, real or generated, randomly translated
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.augment_shift < 0:
+            raise ValueError(f"augment_shift must be a number of pixels >= 0, got {self.augment_shift}")
 
 
 class SharedTrunkDiscriminator(nn.Module):
