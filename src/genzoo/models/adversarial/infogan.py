@@ -8,7 +8,9 @@ bound of eq. (4)-(5):
 
 which G and Q maximize alongside the adversarial game (eq. 6: min_{G,Q} max_D V(D, G) - lambda L_I(G, Q), lambda = 1
 for c_cat, ``continuous_weight`` for c_cont). The categorical term is a cross-entropy; the continuous codes use a
-factored Gaussian with unit variance (the paper notes a fixed variance suffices), i.e. a squared error. Networks
+factored Gaussian with unit variance (the paper notes a fixed variance suffices), i.e. a squared error, weighted 1
+as in the paper's released code (the text allows a smaller weight; 0.1 let two codes share two similar digits,
+split by style, benchmarks/RESULTS.md). Networks
 and learning rates follow the paper's MNIST appendix (Table 1): D/Q trunk conv64-conv128-fc1024, Q head fc128;
 G fc1024-fc(128 x H/4 x W/4)-upconv64-upconv; D lr 2e-4, G lr 1e-3.
 
@@ -53,7 +55,7 @@ class InfoGANConfig(AdversarialConfig):
     latent_dim: int = 62  # incompressible noise z
     categories: int = 10
     continuous_codes: int = 2
-    continuous_weight: float = 0.1
+    continuous_weight: float = 1.0
     generator_lr: float | None = 1e-3
     channels_last: bool = True
     augment_shift: int = 2  # pixels: every image D and Q see in training, real or generated, randomly translated
