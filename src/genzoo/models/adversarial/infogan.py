@@ -94,7 +94,9 @@ class InfoGAN(AdversarialModel):
     """GAN with a categorical and continuous latent codes recovered by a Q head on D's trunk."""
 
     Config = InfoGANConfig
-    precision = "bf16-mixed"  # 1.9x fp32's img/s; the 90.7% code-accuracy run used it (benchmarks/RESULTS.md)
+    # 1.9x fp32's img/s on a bf16-native CPU, with the same code accuracy then (benchmarks/RESULTS.md); the current
+    # defaults (translations, continuous weight 1) were measured in fp32, on a CPU without native bf16
+    precision = "bf16-mixed"
 
     def __init__(self, config: InfoGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
