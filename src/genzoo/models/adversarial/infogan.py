@@ -27,7 +27,9 @@ Departure: every image D and Q see in training, real or generated, is translated
 5,500 batches it scores real training digits 0.83-0.87 but real test digits 0.07-0.09, as fake as G's samples,
 and Q, which shares its trunk, found the digit classes in one of five seeds. With it D scores training and test
 digits alike and the code accuracy rose by 8-10 points on both seeds compared, to 95-96% together with the
-continuous weight of 1 (benchmarks/RESULTS.md). ``augment_shift=0`` gives the paper's InfoGAN.
+continuous weight of 1 (benchmarks/RESULTS.md). ``augment_shift=0`` gives the paper's InfoGAN, and better samples
+where D has enough images not to memorize them (fashion-mnist's 60,000: Fréchet 43 without, 86 with, at 2,000
+batches).
 """
 
 from __future__ import annotations
