@@ -182,11 +182,11 @@ def save_feature_net(net: FeatureNet, card: dict, directory: Path | None = None)
     the shipped nets are regenerated with ``directory=weights_dir()``)."""
     from safetensors.torch import save
 
-    from genzoo.runs import atomic_write_bytes
+    from genzoo.runs import atomic_write_bytes, write_json
 
     directory = Path(directory or user_weights_dir())
     path = directory / f"{_safe_name(card['data'])}.safetensors"
     atomic_write_bytes(path, save({k: v.contiguous() for k, v in net.state_dict().items()}))
-    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    write_json(path.with_suffix(".json"), card)
     _cache.pop(path, None)
     return path
