@@ -62,9 +62,10 @@ def random_shift(
     ``F.pad``'s ``mode``, zeros for "constant", then crop at the offset). Differentiable in ``images``, so a GAN can
     apply it to generated images inside the generator's graph (Zhao et al. 2020, DiffAugment's "translation")."""
     batch, channels, height, width = images.shape
+    device = images.device
     padded = F.pad(images, (pixels,) * 4, mode=mode)
-    dy, dx = torch.randint(0, 2 * pixels + 1, (2, batch), generator=generator, device=images.device)
-    rows = (dy[:, None] + torch.arange(height, device=images.device))[:, None, :, None]  # [B, 1, H, 1]
-    cols = (dx[:, None] + torch.arange(width, device=images.device))[:, None, None, :]  # [B, 1, 1, W]
-    index = torch.arange(batch, device=images.device)[:, None, None, None]
-    return padded[index, torch.arange(channels, device=images.device)[None, :, None, None], rows, cols]
+    dy, dx = torch.randint(0, 2 * pixels + 1, (2, batch), generator=generator, device=device)
+    rows = (dy[:, None] + torch.arange(height, device=device))[:, None, :, None]  # [B, 1, H, 1]
+    cols = (dx[:, None] + torch.arange(width, device=device))[:, None, None, :]  # [B, 1, 1, W]
+    index = torch.arange(batch, device=device)[:, None, None, None]
+    return padded[index, torch.arange(channels, device=device)[None, :, None, None], rows, cols]
