@@ -97,6 +97,21 @@ def test_a_real_training_step_updates_all_four_networks():
     assert all(torch.isfinite(v) for v in logs.values())
 
 
+def test_the_weight_averages_follow_the_generators_and_do_the_translating():
+    model = genzoo.create("cyclegan", (3, 28, 28), ema_decay=0.999, **TINY)
+    plain = genzoo.create("cyclegan", (3, 28, 28), **TINY)  # ema_decay 0: the generators translate themselves
+    assert plain.average_ab is None and plain.translators == (plain.generator_ab, plain.generator_ba)
+    start = [p.detach().clone() for p in model.average_ab.parameters()]
+    model.training_step(attribute_batch(), DirectStep(model, batch_index=0))
+    for old, new, trained in zip(start, model.average_ab.parameters(), model.generator_ab.parameters()):
+        assert torch.allclose(new, 0.1 * old + 0.9 * trained)  # the first update: decay 1/10 (warm-up)
+    images = attribute_batch(4)["x"]
+    with torch.no_grad():
+        assert torch.equal(model.translate(images, "B"), model.average_ab(images))
+        assert torch.equal(model.translate(images, "A"), model.average_ba(images))
+        assert not torch.allclose(model.translate(images, "B"), model.generator_ab(images))
+
+
 @pytest.mark.parametrize("downsamplings", [1, 2])
 def test_resnet_generator_keeps_the_image_shape_and_range(downsamplings):
     generator = ResnetGenerator(3, width=4, blocks=1, downsamplings=downsamplings)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import genzoo
 from genzoo.cli import app
 from genzoo.errors import GenzooError
-from genzoo.models.adversarial.base import frozen
+from genzoo.models.adversarial.base import frozen, update_weight_average, weight_average
 from genzoo.models.adversarial.dcgan import Projection
 from genzoo.models.base import DirectStep
 
@@ -132,6 +132,24 @@ def test_infogan_q_learns_the_categorical_code_of_fixed_samples():
         losses["info_loss"].backward()
         optimizer.step()
     assert float(losses["categorical_information_bound"]) > first + 1.0  # nats, out of log 10 = 2.3
+
+
+def test_weight_average_is_an_exponential_average_with_a_warm_up():
+    current = torch.nn.Linear(2, 2)
+    average = weight_average(current, 0.99)
+    assert weight_average(current, 0.0) is None and not any(p.requires_grad for p in average.parameters())
+    start = [p.detach().clone() for p in average.parameters()]
+    with torch.no_grad():
+        for p in current.parameters():
+            p.add_(1.0)
+    update_weight_average(average, current, 0.99, updates=0)  # warm-up: decay min(0.99, 1 / 10)
+    for old, new, weight in zip(start, average.parameters(), current.parameters()):
+        assert torch.allclose(new, 0.1 * old + 0.9 * weight)
+    after_warm_up = [p.detach().clone() for p in average.parameters()]
+    update_weight_average(average, current, 0.99, updates=10_000)  # past the warm-up: the decay itself
+    for old, new, weight in zip(after_warm_up, average.parameters(), current.parameters()):
+        assert torch.allclose(new, 0.99 * old + 0.01 * weight)
+    update_weight_average(None, current, 0.99)  # no average: nothing to do
 
 
 def test_frozen_restores_flags_even_on_error():

@@ -122,6 +122,29 @@ def test_a_real_training_step_with_the_critic_schedule():
     assert all(torch.isfinite(v) for v in logs.values())
 
 
+def test_the_weight_average_follows_g_keeps_its_own_statistics_and_does_the_translating():
+    model = genzoo.create("stargan", (3, 28, 28), ema_decay=0.999, **TINY)
+    batch = attribute_batch()
+    start = [p.detach().clone() for p in model.generator_average.parameters()]
+    statistics = [b.clone() for b in model.generator_average.buffers()]
+    model.training_step(batch, DirectStep(model, batch_index=1))  # a critic-only batch: the average stays
+    assert all(torch.equal(a, b) for a, b in zip(start, model.generator_average.parameters()))
+    model.training_step(batch, DirectStep(model, batch_index=5))  # G's first update (updates = 1)
+    for old, new, trained in zip(start, model.generator_average.parameters(), model.generator.parameters()):
+        assert torch.allclose(new, (2 / 11) * old + (9 / 11) * trained)  # warm-up decay (1 + 1) / (10 + 1)
+    assert any(not torch.equal(a, b) for a, b in zip(statistics, model.generator_average.buffers()))
+    model.eval()
+    images, values = batch["x"], batch["y"][:, 1:]
+    with torch.no_grad():
+        translated = model.generate(images, values, model.translator)
+        assert model.translator is model.generator_average
+        assert torch.equal(
+            model.translate(images, "thick"),
+            model.generate(images, model.target_values(images, "thick"), model.generator_average),
+        )
+        assert not torch.allclose(translated, model.generate(images, values))
+
+
 def test_cli_trains_and_translates_to_several_attributes(tmp_path):
     run = tmp_path / "run"
     settings = [arg for key, value in {**TINY, "eval_images": 64}.items() for arg in ("--set", f"{key}={value}")]

@@ -8,6 +8,7 @@ loss). The losses come from :mod:`genzoo.losses`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +49,28 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in zip(parameters, flags):
             p.requires_grad_(flag)
+
+
+def weight_average(generator: nn.Module, decay: float) -> nn.Module | None:
+    """A frozen copy of ``generator`` to hold the exponential moving average of its weights, or None if decay is 0."""
+    return copy.deepcopy(generator).requires_grad_(False) if decay > 0 else None
+
+
+@torch.no_grad()
+def update_weight_average(
+    average: nn.Module | None, current: nn.Module, decay: float, updates: int | None = None
+) -> None:
+    """average <- d average + (1 - d) current, parameter by parameter (Karras et al. 2018's generator average;
+    Yazici et al. 2019). With ``updates`` (generator updates so far) the decay is warmed up as
+    d = min(decay, (1 + updates) / (10 + updates)), so the untrained initial weights fade out within the first
+    batches of a short run. Buffers (batch-norm statistics) are not averaged: a model with batch norm refreshes
+    the average's own statistics with a forward pass in training mode."""
+    if average is None:
+        return
+    if updates is not None:
+        decay = min(decay, (1 + updates) / (10 + updates))
+    for averaged, weight in zip(average.parameters(), current.parameters()):
+        averaged.lerp_(weight, 1 - decay)
 
 
 def normal_init(module: nn.Module, std: float = 0.02) -> None:

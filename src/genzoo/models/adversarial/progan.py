@@ -34,7 +34,6 @@ data (bilinear resizing would blur the real images instead).
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from dataclasses import dataclass
@@ -45,7 +44,13 @@ from torch import Tensor, nn
 
 from genzoo.errors import GenzooError
 from genzoo.losses import AdversarialLossName, discriminator_loss, generator_loss, gradient_penalty
-from genzoo.models.adversarial.base import AdversarialConfig, AdversarialModel, frozen
+from genzoo.models.adversarial.base import (
+    AdversarialConfig,
+    AdversarialModel,
+    frozen,
+    update_weight_average,
+    weight_average,
+)
 from genzoo.models.base import Step
 from genzoo.nn.progressive import (
     LEAKY_SLOPE,
@@ -179,7 +184,7 @@ class ProGAN(AdversarialModel):
         self.levels = int(math.log2(size // FIRST_RESOLUTION)) + 1
         self.generator = GrowingGenerator(config.latent_dim, channels, self.levels, config.max_channels)
         self.discriminator = GrowingDiscriminator(channels, self.levels, config.max_channels, config.minibatch_group)
-        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
+        self.generator_ema = weight_average(self.generator, config.ema_decay)
         # images the networks have been trained on: sampling after a stopped run uses the stage it reached
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self.padding = ((size - height) // 2, (size - width) // 2)
@@ -235,7 +240,7 @@ class ProGAN(AdversarialModel):
         with frozen(self.discriminator):
             g_loss = generator_loss(critic(fake), c.loss)
         step.optimize(g_loss, "generator")
-        self.update_average()
+        update_weight_average(self.generator_ema, self.generator, c.ema_decay)
         self.images_seen.fill_(images_seen + len(real_full))
         return {
             "discriminator_loss": d_loss.detach(),
@@ -244,10 +249,3 @@ class ProGAN(AdversarialModel):
             "resolution": torch.tensor(float(real.shape[-1])),
             "alpha": torch.tensor(alpha),
         }
-
-    @torch.no_grad()
-    def update_average(self) -> None:
-        if self.generator_ema is None:
-            return
-        for average, current in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            average.lerp_(current, 1 - self.config.ema_decay)

@@ -69,7 +69,6 @@ On a user's folder, where no classifier exists, it reports caption retrieval in 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +88,7 @@ from genzoo.data.domains import ATTRIBUTE_GROUPS, GROUPS, random_attributes, rea
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.metrics.sample_quality import frechet_distance_of_features
-from genzoo.models.adversarial.base import frozen, normal_init
+from genzoo.models.adversarial.base import frozen, normal_init, update_weight_average, weight_average
 from genzoo.models.base import GenerativeModel, Step, TrainConfig, adam
 from genzoo.models.translation.base import classifier_for, classify, linear_decay
 from genzoo.registry import models
@@ -309,7 +308,7 @@ class Text2Image(GenerativeModel):
         self.discriminator.apply(normal_init)
         for compression in (self.generator.compression, self.discriminator.compression):
             compression.layer[0].reset_parameters()  # see the docstring: the text must not start 50x below z
-        self.generator_average = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
+        self.generator_average = weight_average(self.generator, config.ema_decay)
         self.register_buffer("example_captions", torch.zeros(EXAMPLE_CAPTIONS, CAPTION_BYTES, dtype=torch.long))
         self.register_buffer("example_count", torch.zeros((), dtype=torch.long))
 
@@ -460,15 +459,12 @@ class Text2Image(GenerativeModel):
 
     @torch.no_grad()
     def update_average(self, latent: Tensor, condition: Tensor, updates: int) -> None:
-        """generator_average <- decay * generator_average + (1 - decay) * generator (weights), with the decay
-        warmed up as min(ema_decay, (1 + updates) / (10 + updates)) so the untrained initial G fades out within
-        the first GAN batches; its batch-norm statistics are its own, from a forward pass on this batch's
-        (z, phi(t)) in training mode (G's statistics do not fit the averaged weights)."""
+        """The warmed-up weight average of G (:func:`update_weight_average`) after ``updates`` GAN batches; its
+        batch-norm statistics are its own, from a forward pass on this batch's (z, phi(t)) in training mode (G's
+        statistics do not fit the averaged weights)."""
         if self.generator_average is None:
             return
-        decay = min(self.config.ema_decay, (1 + updates) / (10 + updates))
-        for average, current in zip(self.generator_average.parameters(), self.generator.parameters()):
-            average.lerp_(current, 1 - decay)
+        update_weight_average(self.generator_average, self.generator, self.config.ema_decay, updates)
         self.generator_average.train()(latent, condition)
 
     @property

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from genzoo.data.domains import GROUPS, parse_attributes, read_attributes
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.metrics.sample_quality import frechet_distance_of_features
-from genzoo.models.adversarial.base import frozen
+from genzoo.models.adversarial.base import frozen, update_weight_average, weight_average
 from genzoo.models.base import Step, TrainConfig
 from genzoo.models.translation.base import (
     EVAL_CHUNK,
@@ -69,6 +69,7 @@ class CycleGANConfig(TrainConfig):
     generator_normalization: Normalization = "instance"
     discriminator_width: int = 32
     decay_fraction: float = 0.5  # share of --max-steps over which the rate decays linearly to 0
+    ema_decay: float = 0.0  # > 0: translations and evaluation use this average of the generators' weights
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
 
 
@@ -108,6 +109,8 @@ class CycleGAN(TranslationModel):
             normalization=config.generator_normalization,
         )
         self.generator_ab, self.generator_ba = generator(), generator()
+        self.average_ab = weight_average(self.generator_ab, config.ema_decay)
+        self.average_ba = weight_average(self.generator_ba, config.ema_decay)
         self.discriminator_a = PatchDiscriminator(channels, height, config.discriminator_width)
         self.discriminator_b = PatchDiscriminator(channels, height, config.discriminator_width)
         self.pool_a = ImagePool(config.pool_size, self.image_shape)
@@ -148,6 +151,8 @@ class CycleGAN(TranslationModel):
         losses = self.generator_losses(real_a, real_b)
         fake_a, fake_b = losses.pop("fake_a"), losses.pop("fake_b")
         step.optimize(losses.pop("loss"), "generator")
+        update_weight_average(self.average_ab, self.generator_ab, self.config.ema_decay, step.batch_index)
+        update_weight_average(self.average_ba, self.generator_ba, self.config.ema_decay, step.batch_index)
         pooled_a, pooled_b = self.pool_a.query(fake_a), self.pool_b.query(fake_b)
         d_loss = discriminator_loss(
             self.discriminator_a(real_a)[0], self.discriminator_a(pooled_a)[0], "least-squares"
@@ -156,19 +161,26 @@ class CycleGAN(TranslationModel):
         return {"discriminator_loss": d_loss.detach(), "lr_factor": torch.tensor(rate),
                 **{k: v.detach() for k, v in losses.items()}}  # fmt: skip
 
+    @property
+    def translators(self) -> tuple[nn.Module, nn.Module]:
+        """(G: A -> B, F: B -> A) as translation and evaluation use them: their weight averages if ``ema_decay``."""
+        if self.average_ab is None or self.average_ba is None:
+            return self.generator_ab, self.generator_ba
+        return self.average_ab, self.average_ba
+
     def translate(self, images: Tensor, to: str = "B") -> Tensor:
         """``to`` "B" (or the domain_b spec) applies G: A -> B; "A" (or domain_a) applies F: B -> A."""
+        forward, backward = self.translators
         if to in ("B", "b", self.config.domain_b):
-            return self.generator_ab(images)
+            return forward(images)
         if to in ("A", "a", self.config.domain_a):
-            return self.generator_ba(images)
+            return backward(images)
         raise GenzooError(f"--to must be A or B (A = {self.config.domain_a}, B = {self.config.domain_b}), got {to!r}")
 
     @torch.no_grad()
     def sample(self, n: int, to: str = "B") -> Tensor:
         """Translations of real training images of domain A kept in the weights (``to`` A: back again, F(G(a)))."""
-        examples = self.stored_examples(n)
-        translated = self.generator_ab(examples)
+        translated = self.translate(self.stored_examples(n), "B")
         return translated if to in ("B", "b") else self.translate(translated, "A")
 
     @torch.no_grad()
@@ -180,8 +192,8 @@ class CycleGAN(TranslationModel):
         for group, value in self.domain_a.items():
             in_a &= measured[:, group] == value
         source = x[in_a][:8] if in_a.any() else x[:8]
-        forward = self.generator_ab(source)
-        return {"translations.png": torch.cat([source, forward, self.generator_ba(forward)])}
+        forward = self.translate(source, "B")
+        return {"translations.png": torch.cat([source, forward, self.translate(forward, "A")])}
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, data: str | None = None) -> dict[str, Any]:
@@ -192,8 +204,9 @@ class CycleGAN(TranslationModel):
         x = x[: self.config.eval_images]
         classifier = classifier_for(data or getattr(self, "run_config", {}).get("data"))
         report: dict[str, Any] = {"domain_a": self.config.domain_a, "domain_b": self.config.domain_b}
-        directions = (("a_to_b", self.domain_a, self.domain_b, self.generator_ab, self.generator_ba),
-                      ("b_to_a", self.domain_b, self.domain_a, self.generator_ba, self.generator_ab))  # fmt: skip
+        forward_ab, forward_ba = self.translators
+        directions = (("a_to_b", self.domain_a, self.domain_b, forward_ab, forward_ba),
+                      ("b_to_a", self.domain_b, self.domain_a, forward_ba, forward_ab))  # fmt: skip
         for name, source_domain, target_domain, forward, backward in directions:
             source = domain_members(labels, source_domain)
             target = domain_members(labels, target_domain)

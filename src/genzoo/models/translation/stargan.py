@@ -50,12 +50,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from genzoo.data.domains import ATTRIBUTE_GROUPS, GROUPS, parse_attributes, read_attributes
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss, gradient_penalty
-from genzoo.models.adversarial.base import frozen
+from genzoo.models.adversarial.base import frozen, update_weight_average, weight_average
 from genzoo.models.base import Step, TrainConfig
 from genzoo.models.translation.base import EVAL_CHUNK, TranslationModel, classifier_for, classify, cycle_loss
 from genzoo.nn.translation import Normalization, PatchDiscriminator, ResnetGenerator, group_logits, one_hot_groups
@@ -84,6 +84,7 @@ class StarGANConfig(TrainConfig):
     # residual: G(x, c) = x + 2 tanh(network), clamped to [-1, 1], starting near x; image: the paper's tanh output
     generator_output: Literal["residual", "image"] = "residual"
     score_grid: int = 2  # D_src's scores form a 2x2 grid, each seeing the whole image (the paper's D); 0: 7x7 patches
+    ema_decay: float = 0.0  # > 0: translations and evaluation use this average of G's weights
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
 
 
@@ -129,6 +130,7 @@ class StarGAN(TranslationModel):
             with torch.no_grad():  # a small first change: G(x, c) starts within a few percent of x
                 last.weight.mul_(0.1)
                 last.bias.zero_()
+        self.generator_average = weight_average(self.generator, config.ema_decay)
         self.discriminator = PatchDiscriminator(
             channels, height, config.discriminator_width, classes=sum(GROUP_SIZES), normalization="none",
             score_grid=config.score_grid,
@@ -142,9 +144,15 @@ class StarGAN(TranslationModel):
         }
         return self.optimizers_by_name
 
-    def generate(self, images: Tensor, values: Tensor) -> Tensor:
-        """G(x, c) for target value indices [B, G]."""
-        out = self.generator(images, one_hot_groups(values, GROUP_SIZES))  # [B, C, H, W] in [-1, 1]
+    @property
+    def translator(self) -> nn.Module:
+        """G as translation and evaluation use it: its weight average when ``ema_decay`` > 0."""
+        return self.generator if self.generator_average is None else self.generator_average
+
+    def generate(self, images: Tensor, values: Tensor, network: nn.Module | None = None) -> Tensor:
+        """G(x, c) for target value indices [B, G], by ``network`` (default: the trained G)."""
+        network = self.generator if network is None else network
+        out = network(images, one_hot_groups(values, GROUP_SIZES))  # [B, C, H, W] in [-1, 1]
         if self.config.generator_output == "image":
             return out
         return straight_through_clamp(images + 2 * out)
@@ -191,8 +199,18 @@ class StarGAN(TranslationModel):
         if generator_turn:
             g_losses = self.generator_losses(real, fake, source_values, target_values)
             step.optimize(g_losses.pop("loss"), "generator")
+            self.update_average(real, target_values, step.batch_index // self.config.critic_steps)
             logs.update({k: v.detach() for k, v in g_losses.items()})
         return logs
+
+    @torch.no_grad()
+    def update_average(self, images: Tensor, values: Tensor, updates: int) -> None:
+        """The warmed-up weight average of G (:func:`update_weight_average`) after ``updates`` generator updates;
+        its batch-norm statistics are its own, from a forward pass on this batch in training mode."""
+        if self.generator_average is None:
+            return
+        update_weight_average(self.generator_average, self.generator, self.config.ema_decay, updates)
+        self.generator_average.train()(images, one_hot_groups(values, GROUP_SIZES))
 
     def target_values(self, images: Tensor, to: str) -> Tensor:
         """The measured attributes of ``images`` with the groups named in ``to`` ("thick,red") replaced, [B, G]."""
@@ -202,7 +220,7 @@ class StarGAN(TranslationModel):
         return values.to(images.device)
 
     def translate(self, images: Tensor, to: str) -> Tensor:
-        return self.generate(images, self.target_values(images, to))
+        return self.generate(images, self.target_values(images, to), self.translator)
 
     @torch.no_grad()
     def sample(self, n: int, to: str = "") -> Tensor:
@@ -213,7 +231,7 @@ class StarGAN(TranslationModel):
             return self.translate(examples, to)
         generator = torch.Generator().manual_seed(EVAL_SEED)
         targets = torch.stack([torch.randint(s, (n,), generator=generator) for s in GROUP_SIZES], 1)
-        return self.generate(examples, targets.to(examples.device))
+        return self.generate(examples, targets.to(examples.device), self.translator)
 
     @torch.no_grad()
     def figures(self, x: Tensor) -> dict[str, Tensor]:
@@ -233,12 +251,10 @@ class StarGAN(TranslationModel):
         source_values = labels[:, 1:]
         generator = torch.Generator().manual_seed(EVAL_SEED)
         target_values = source_values[torch.randperm(len(x), generator=generator)]
-        translated = torch.cat(
-            [self.generate(xs, ts) for xs, ts in zip(x.split(EVAL_CHUNK), target_values.split(EVAL_CHUNK))]
-        )
-        reconstructed = torch.cat(
-            [self.generate(fs, ss) for fs, ss in zip(translated.split(EVAL_CHUNK), source_values.split(EVAL_CHUNK))]
-        )
+        pairs = zip(x.split(EVAL_CHUNK), target_values.split(EVAL_CHUNK))
+        translated = torch.cat([self.generate(xs, ts, self.translator) for xs, ts in pairs])
+        pairs = zip(translated.split(EVAL_CHUNK), source_values.split(EVAL_CHUNK))
+        reconstructed = torch.cat([self.generate(fs, ss, self.translator) for fs, ss in pairs])
         translated_unit = (translated + 1) / 2
         hits = read_attributes(translated_unit) == target_values  # [N, G]
         changed = target_values != source_values
