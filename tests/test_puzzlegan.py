@@ -167,7 +167,9 @@ def test_cli_trains_puzzlegan_and_completes_patch_files(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["mask_iou"] <= 1 and 0 <= metrics["appearance_l1"] <= 1
     assert math.isfinite(metrics["frechet_distance"]) and metrics["completed_images"] == 100
-    assert (out / "samples.png").is_file() and (out / "puzzle.png").is_file()
+    assert (out / "samples.png").is_file()
+    puzzle = Image.open(out / "puzzle.png")
+    assert puzzle.height == (16 * 30 + 2) * 2  # one strip per row: 16 rows of 28 pixels and borders, drawn at 2x
 
     paths = []
     for k in range(3):

@@ -173,7 +173,11 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"held_out_attributes_match", "train_phrasing_attributes_match", "held_out_caption_match"} <= set(metrics)
     assert metrics["classifier_accuracy_on_real"] > 0.8 and metrics["attribute_reader_accuracy_on_real"] > 0.95
-    assert (run / "samples.png").is_file() and (run / "interpolations.png").is_file()
+    assert (run / "samples.png").is_file()
+    from PIL import Image
+
+    # 4 walks of 8 images: 28-pixel cells with 2-pixel borders, drawn at 2x
+    assert Image.open(run / "interpolations.png").size == ((8 * 30 + 2) * 2, (4 * 30 + 2) * 2)
     out = tmp_path / "three.png"
     result = runner.invoke(app, ["sample", str(run), "--n", "4", "--text", "a thin blue three", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -221,8 +221,9 @@ def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None
     spread = torch.linspace(0, len(dataset.test) - 1, min(64, len(dataset.test))).long()  # test sets may be sorted
     x = prepare_test(dataset.test[spread], network.input_kind, dataset.levels)
     for filename, images in network.figures(x).items():
-        shown = to_unit_range(images, network.input_kind, dataset.levels)
-        save_grid(shown, run_dir / filename, scale=max(1, 56 // dataset.image_shape[-1]))
+        columns = images.shape[1] if images.dim() == 5 else None  # [rows, columns, C, H, W]: that layout
+        shown = to_unit_range(images.flatten(0, images.dim() - 4), network.input_kind, dataset.levels)
+        save_grid(shown, run_dir / filename, columns, scale=max(1, 56 // dataset.image_shape[-1]))
 
 
 def _secondary_process() -> bool:

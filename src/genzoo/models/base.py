@@ -117,8 +117,9 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def figures(self, x: Tensor) -> dict[str, Tensor]:
-        """Extra images for the run directory, ``{filename: [N, C, H, W] in the model's data range}``, made from
-        64 prepared test images ``x`` (e.g. reconstructions); none by default."""
+        """Extra images for the run directory, ``{filename: images in the model's data range}``, made from 64
+        prepared test images ``x`` (e.g. reconstructions): [N, C, H, W] for a square grid, or [rows, columns, C,
+        H, W] for a grid of that layout; none by default."""
         return {}
 
     def sample(self, n: int) -> Tensor:

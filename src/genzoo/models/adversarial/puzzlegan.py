@@ -283,7 +283,7 @@ class PuzzleGAN(AdversarialModel):
         latent = self.latent(len(real), torch.Generator().manual_seed(self.config.eval_seed))
         puzzle = self.complete(truth.patches, latent)
         cells = [*self.patch_cells(truth.patches), truth.mask * 2 - 1, puzzle.masks * 2 - 1, puzzle.images, real]
-        return {"puzzle.png": self.strips(cells)}
+        return {"puzzle.png": self.strips(cells)[:, None]}  # one strip per row
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, data: str | None = None) -> dict[str, Any]:

@@ -502,7 +502,7 @@ class Text2Image(GenerativeModel):
         """interpolations.png (INT): 4 rows of 8 images, each walking from one caption to another."""
         sentences = self.example_sentences(8)
         rows = [self.sample(8, interpolate=f"{a} | {b}") for a, b in zip(sentences[::2], sentences[1::2])]
-        return {"interpolations.png": torch.cat(rows)}
+        return {"interpolations.png": torch.stack(rows)}
 
     @staticmethod
     def random_labels(n: int, generator: torch.Generator) -> Tensor:

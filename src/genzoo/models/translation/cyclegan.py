@@ -193,7 +193,7 @@ class CycleGAN(TranslationModel):
             in_a &= measured[:, group] == value
         source = x[in_a][:8] if in_a.any() else x[:8]
         forward = self.translate(source, "B")
-        return {"translations.png": torch.cat([source, forward, self.translate(forward, "A")])}
+        return {"translations.png": torch.stack([source, forward, self.translate(forward, "A")])}
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, data: str | None = None) -> dict[str, Any]:

@@ -240,7 +240,7 @@ class StarGAN(TranslationModel):
         rows = [source]
         for values in ATTRIBUTE_GROUPS.values():
             rows += [self.translate(source, value) for value in values]
-        return {"attribute_changes.png": torch.cat(rows)}
+        return {"attribute_changes.png": torch.stack(rows)}
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, labels: Tensor | None, levels: int, data: str | None = None) -> dict[str, Any]:
