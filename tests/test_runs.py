@@ -5,7 +5,9 @@ import torch
 
 import genzoo
 from genzoo import runs
+from genzoo.config import config_to_dict, stored_settings
 from genzoo.errors import GenzooError
+from genzoo.models.adversarial.infogan import InfoGANConfig
 
 
 def test_a_failure_while_writing_keeps_the_previous_file(tmp_path):
@@ -34,3 +36,14 @@ def test_new_run_dirs_never_collide(tmp_path):
     first = runs.new_run_dir("nade", tmp_path)
     first.mkdir()
     assert runs.new_run_dir("nade", tmp_path).name == "nade-2"
+
+
+def test_a_run_stored_before_a_setting_existed_loads_with_the_value_it_trained_with(tmp_path):
+    model = genzoo.create("infogan", (1, 28, 28))
+    assert model.config.augment_shift == 2  # today's default
+    settings = config_to_dict(model.config)
+    del settings["augment_shift"]  # a run written before InfoGAN had the setting: it trained without shifts
+    runs.write_json(tmp_path / runs.CONFIG, {"model": "infogan", "image_shape": [1, 28, 28], "settings": settings})
+    runs.save_weights(model, tmp_path / runs.WEIGHTS)
+    assert genzoo.load(tmp_path).config.augment_shift == 0
+    assert stored_settings(InfoGANConfig, {"augment_shift": 3})["augment_shift"] == 3  # a stored value wins

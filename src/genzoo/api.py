@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from genzoo import runs
-from genzoo.config import build_config, config_to_dict
+from genzoo.config import build_config, config_to_dict, stored_settings
 from genzoo.data import check_dataset_name, load_dataset
 from genzoo.data.stream import BatchStream
 from genzoo.data.transforms import prepare_test
@@ -40,7 +40,8 @@ def load(run_dir: str | Path) -> GenerativeModel:
     """A trained model from its run directory (JSON config + safetensors weights; nothing is unpickled)."""
     path = Path(run_dir)
     config = runs.read_run_config(path)
-    model = create(config["model"], tuple(config["image_shape"]), **config["settings"])
+    settings = stored_settings(models.get(config["model"]).Config, config["settings"])
+    model = create(config["model"], tuple(config["image_shape"]), **settings)
     runs.load_weights(model, path / runs.WEIGHTS)
     model.eval()
     model.run_config = config
@@ -116,7 +117,7 @@ def train(
         if not checkpoint.is_file():
             raise GenzooError(f"{run_dir} has no checkpoint to resume from")
         data, seed, batch_size = stored["data"], stored["seed"], stored["batch_size"]
-        settings = stored["settings"]
+        settings = stored_settings(models.get(model).Config, stored["settings"])
         precision = precision or stored.get("precision")  # a resumed run keeps its precision
     else:
         data = data or models.get(model).default_data

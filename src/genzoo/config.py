@@ -70,6 +70,19 @@ def build_config(config_cls: type, values: dict[str, Any]) -> Any:
     return config
 
 
+def added_later(default: Any, before: Any) -> Any:
+    """A config field added after runs were stored: ``default`` for new runs, ``before`` (what runs stored without
+    the field were trained with) when such a run is loaded or resumed; see :func:`stored_settings`."""
+    return dataclasses.field(default=default, metadata={"before": before})
+
+
+def stored_settings(config_cls: type, settings: dict[str, Any]) -> dict[str, Any]:
+    """A stored run's settings, with every :func:`added_later` field it lacks set to its ``before`` value, so
+    loading or resuming an older run rebuilds the model it trained, not today's defaults."""
+    missing = {f.name: f.metadata["before"] for f in dataclasses.fields(config_cls) if "before" in f.metadata}
+    return {**{k: v for k, v in missing.items() if k not in settings}, **settings}
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-safe dict of a config dataclass."""
     return json.loads(json.dumps(dataclasses.asdict(config)))

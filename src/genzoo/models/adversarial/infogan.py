@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genzoo.config import added_later
 from genzoo.data.transforms import random_shift
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
@@ -60,7 +61,9 @@ class InfoGANConfig(AdversarialConfig):
     continuous_weight: float = 1.0
     generator_lr: float | None = 1e-3
     channels_last: bool = True
-    augment_shift: int = 2  # pixels: every image D and Q see in training, real or generated, randomly translated
+    # pixels: every image D and Q see in training, real or generated, randomly translated (runs stored before
+    # the setting existed trained without)
+    augment_shift: int = added_later(2, before=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
