@@ -110,11 +110,11 @@ def test_a_real_training_step_with_the_critic_schedule():
     model = genzoo.create("stargan", (3, 28, 28), critic_steps=5, **TINY)
     batch = attribute_batch()
     generator_before = [p.detach().clone() for p in model.generator.parameters()]
-    step = DirectStep(model, batch_index=1)
+    step = DirectStep(model, batch_index=0)
     logs = model.training_step(batch, step)
     assert step.calls == ["discriminator"] and "gradient_penalty" in logs
     assert all(torch.equal(a, b) for a, b in zip(generator_before, model.generator.parameters()))
-    step.batch_index = 5
+    step.batch_index = 4  # the fifth batch: G follows the fifth critic update, and the engine logs batch 10, 20...
     logs = model.training_step(batch, step)
     assert step.calls == ["discriminator", "discriminator", "generator"]
     assert {"reconstruction_loss", "fake_classification_loss"} <= set(logs)
@@ -127,9 +127,9 @@ def test_the_weight_average_follows_g_keeps_its_own_statistics_and_does_the_tran
     batch = attribute_batch()
     start = [p.detach().clone() for p in model.generator_average.parameters()]
     statistics = [b.clone() for b in model.generator_average.buffers()]
-    model.training_step(batch, DirectStep(model, batch_index=1))  # a critic-only batch: the average stays
+    model.training_step(batch, DirectStep(model, batch_index=0))  # a critic-only batch: the average stays
     assert all(torch.equal(a, b) for a, b in zip(start, model.generator_average.parameters()))
-    model.training_step(batch, DirectStep(model, batch_index=5))  # G's first update (updates = 1)
+    model.training_step(batch, DirectStep(model, batch_index=9))  # G's second update (updates = 1)
     for old, new, trained in zip(start, model.generator_average.parameters(), model.generator.parameters()):
         assert torch.allclose(new, (2 / 11) * old + (9 / 11) * trained)  # warm-up decay (1 + 1) / (10 + 1)
     assert any(not torch.equal(a, b) for a, b in zip(statistics, model.generator_average.buffers()))
@@ -150,12 +150,14 @@ def test_cli_trains_and_translates_to_several_attributes(tmp_path):
     settings = [arg for key, value in {**TINY, "eval_images": 64}.items() for arg in ("--set", f"{key}={value}")]
     result = runner.invoke(
         app,
-        ["train", "stargan", "--data", "mnist-attributes", "--max-steps", "2", "--batch-size", "8",
+        ["train", "stargan", "--data", "mnist-attributes", "--max-steps", "5", "--batch-size", "8",
          "--out", str(run), *settings],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"thickness_target_accuracy", "colour_target_accuracy", "reconstruction_l1"} <= set(metrics)
+    logged = (run / "logs" / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    assert {"critic_loss", "generator_loss", "reconstruction_loss"} <= set(logged[0].split(","))  # G's turn is logged
     assert (run / "samples.png").is_file()
 
     from PIL import Image

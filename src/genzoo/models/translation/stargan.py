@@ -7,7 +7,7 @@ lambda_cls = 1, lambda_rec = 10, lambda_gp = 10:
     L_D = -D_src(x) + D_src(G(x, c)) + lambda_gp GP + lambda_cls L_cls^r   (L_cls^r: D_cls on real x vs its labels c')
     L_G =            -D_src(G(x, c))               + lambda_cls L_cls^f + lambda_rec ||x - G(G(x, c), c')||_1
 
-The discriminator is updated on every batch and the generator on every ``critic_steps``-th (5, as in the paper);
+The discriminator is updated on every batch and the generator after every ``critic_steps``-th (5, as in the paper);
 Adam(1e-4, beta1 = 0.5, beta2 = 0.999); the rate decays linearly to zero over the last half of ``--max-steps``.
 
 Domains are multi-label: the attribute groups of :mod:`genzoo.data.domains` (thickness, slant, colour,
@@ -190,7 +190,9 @@ class StarGAN(TranslationModel):
         target_values = source_values[torch.randperm(len(real), device=real.device)]
         self.remember_examples(real)
         self.schedule_learning_rate(step)
-        generator_turn = step.batch_index % self.config.critic_steps == 0
+        # after every critic_steps-th critic update, as the official code's (i + 1) % n_critic == 0; it also puts
+        # G's losses on the batches the engine logs (every 10th)
+        generator_turn = (step.batch_index + 1) % self.config.critic_steps == 0
         with torch.set_grad_enabled(generator_turn):  # the critic alone needs no graph through G
             fake = self.generate(real, target_values)
         d_losses = self.discriminator_loss(real, fake, source_values)
