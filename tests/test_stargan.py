@@ -122,6 +122,19 @@ def test_a_real_training_step_with_the_critic_schedule():
     assert all(torch.isfinite(v) for v in logs.values())
 
 
+def test_the_optional_identity_term_is_g_asked_for_its_own_labels():
+    model = genzoo.create("stargan", (3, 28, 28), identity_weight=5.0, **TINY)
+    batch = attribute_batch()
+    real, own = batch["x"], batch["y"][:, 1:]
+    fake = model.generate(real, own.flip(0))
+    losses = model.generator_losses(real, fake, own, own.flip(0))
+    assert torch.allclose(losses["identity_loss"], (model.generate(real, own) - real).abs().mean())
+    plain = model.generator_losses(real, fake, own, own.flip(0))
+    expected = plain["generator_loss"] + plain["fake_classification_loss"] + 10 * plain["reconstruction_loss"]
+    assert torch.allclose(losses["loss"], expected + 5 * losses["identity_loss"])
+    assert "identity_loss" not in genzoo.create("stargan", (3, 28, 28), **TINY).generator_losses(real, fake, own, own)
+
+
 def test_the_weight_average_follows_g_keeps_its_own_statistics_and_does_the_translating():
     model = genzoo.create("stargan", (3, 28, 28), ema_decay=0.999, **TINY)
     batch = attribute_batch()

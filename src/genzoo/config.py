@@ -72,7 +72,8 @@ def build_config(config_cls: type, values: dict[str, Any]) -> Any:
 
 def added_later(default: Any, before: Any) -> Any:
     """A config field added after runs were stored: ``default`` for new runs, ``before`` (what runs stored without
-    the field were trained with) when such a run is loaded or resumed; see :func:`stored_settings`."""
+    the field were trained with) when such a run is loaded or resumed; see :func:`stored_settings`. A field that
+    was there from a model's first release, or whose default reproduces what came before it, needs none."""
     return dataclasses.field(default=default, metadata={"before": before})
 
 

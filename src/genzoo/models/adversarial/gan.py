@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from genzoo.config import added_later
 from genzoo.models.adversarial.base import AdversarialConfig, AdversarialModel
 from genzoo.registry import models
 
@@ -54,7 +55,7 @@ class GANConfig(AdversarialConfig):
     discriminator_units: int = 240
     maxout_pieces: int = 5
     dropout: float = 0.5
-    generator_batch_norm: bool = True  # departure from the paper, see the module docstring
+    generator_batch_norm: bool = added_later(True, before=False)  # departure from the paper, see the module docstring
 
 
 @models.register("gan")

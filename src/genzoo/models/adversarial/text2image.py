@@ -76,6 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genzoo.config import added_later
 from genzoo.data.captions import (
     CAPTION_BYTES,
     caption,
@@ -121,10 +122,14 @@ class Text2ImageConfig(TrainConfig):
     text_projection: bool = True  # D also scores <compressed text, pooled image features> (see the docstring)
     interpolation_weight: float = 1.0  # weight of the INT generator term
     temperature: float = 0.1  # of the joint embedding softmax
-    phrasing_term: bool = True  # pre-training also pulls two phrasings of one label row together (text-text)
-    word_order_noise: bool = True  # pre-training shuffles each caption's words (see the docstring)
-    ema_decay: float = 0.999  # samples and evaluation use this average of G's weights; 0 = G itself
-    decay_fraction: float = 0.5  # share of --max-steps over which the GAN's rates decay linearly to 0
+    # pre-training also pulls two phrasings of one label row together (text-text)
+    phrasing_term: bool = added_later(True, before=False)
+    # pre-training shuffles each caption's words (see the docstring)
+    word_order_noise: bool = added_later(True, before=False)
+    # samples and evaluation use this average of G's weights; 0 = G itself
+    ema_decay: float = added_later(0.999, before=0.0)
+    # share of --max-steps over which the GAN's rates decay linearly to 0
+    decay_fraction: float = added_later(0.5, before=0.0)
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
 
     def __post_init__(self) -> None:

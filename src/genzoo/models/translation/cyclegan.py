@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from genzoo.config import added_later
 from genzoo.data.domains import GROUPS, parse_attributes, read_attributes
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
@@ -65,7 +66,7 @@ class CycleGANConfig(TrainConfig):
     pool_size: int = 50
     generator_width: int = 16
     residual_blocks: int = 3
-    downsamplings: int = 1  # stride-2 convolutions down (and up) in the generators; the paper: 2
+    downsamplings: int = added_later(1, before=2)  # stride-2 convolutions down (and up) in the generators; the paper: 2
     generator_normalization: Normalization = "instance"
     discriminator_width: int = 32
     decay_fraction: float = 0.5  # share of --max-steps over which the rate decays linearly to 0

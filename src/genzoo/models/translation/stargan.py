@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genzoo.config import added_later
 from genzoo.data.domains import ATTRIBUTE_GROUPS, GROUPS, parse_attributes, read_attributes
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss, gradient_penalty
@@ -72,18 +73,20 @@ class StarGANConfig(TrainConfig):
     beta2: float = 0.999
     classification_weight: float = 1.0
     reconstruction_weight: float = 10.0
+    identity_weight: float = 0.0  # > 0 adds CycleGAN's identity term, weight x |G(x, c_x) - x|
     gradient_penalty_weight: float = 10.0
     critic_steps: int = 5  # discriminator updates per generator update
     generator_width: int = 16
     residual_blocks: int = 3
-    downsamplings: int = 1  # stride-2 convolutions down (and up) in the generator; the paper: 2
+    downsamplings: int = added_later(1, before=2)  # stride-2 convolutions down (and up) in the generator; the paper: 2
     # the paper: instance, which erases the replicated label (module docstring)
-    generator_normalization: Normalization = "batch"
+    generator_normalization: Normalization = added_later("batch", before="instance")
     discriminator_width: int = 32
     decay_fraction: float = 0.5
     # residual: G(x, c) = x + 2 tanh(network), clamped to [-1, 1], starting near x; image: the paper's tanh output
-    generator_output: Literal["residual", "image"] = "residual"
-    score_grid: int = 2  # D_src's scores form a 2x2 grid, each seeing the whole image (the paper's D); 0: 7x7 patches
+    generator_output: Literal["residual", "image"] = added_later("residual", before="image")
+    # D_src's scores form a 2x2 grid, each seeing the whole image (the paper's D); 0: 7x7 patches
+    score_grid: int = added_later(2, before=0)
     ema_decay: float = 0.0  # > 0: translations and evaluation use this average of G's weights
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
 
@@ -181,8 +184,12 @@ class StarGAN(TranslationModel):
             classification = classification_loss(fake_classes, target_values)
         reconstruction = cycle_loss(self.generate(fake, source_values), real)
         total = adversarial + c.classification_weight * classification + c.reconstruction_weight * reconstruction
-        return {"loss": total, "generator_loss": adversarial, "fake_classification_loss": classification,
-                "reconstruction_loss": reconstruction}  # fmt: skip
+        losses = {"generator_loss": adversarial, "fake_classification_loss": classification,
+                  "reconstruction_loss": reconstruction}  # fmt: skip
+        if c.identity_weight:  # CycleGAN's identity term (not StarGAN's): asked for its own labels, G keeps x
+            losses["identity_loss"] = cycle_loss(self.generate(real, source_values), real)
+            total = total + c.identity_weight * losses["identity_loss"]
+        return {"loss": total, **losses}
 
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
         real = batch["x"]
