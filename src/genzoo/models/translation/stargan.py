@@ -41,6 +41,9 @@ Departures, each measured:
   the losses use their mean, so with 49 patches the adversarial term weighs about 12x less against L_cls than
   with the paper's 4. Measured after 1,000 batches it was not clearly better (thickness 82 vs 69%, slant 70 vs
   65%, colour 41 vs 41%, class kept 37 vs 34%: within run-to-run spread); kept as the paper's geometry.
+Options measured and left off (benchmarks/RESULTS.md): ``ema_decay`` (a weight average of G for translation and
+evaluation: no change) and ``identity_weight`` (CycleGAN's identity term, not StarGAN's: +7 points of class kept,
+-5 of colour, one seed).
 """
 
 from __future__ import annotations
