@@ -222,8 +222,10 @@ def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None
     spread = torch.linspace(0, len(dataset.test) - 1, min(64, len(dataset.test))).long()  # test sets may be sorted
     x = prepare_test(dataset.test[spread], network.input_kind, dataset.levels)
     for filename, images in network.figures(x).items():
-        columns = images.shape[1] if images.dim() == 5 else None  # [rows, columns, C, H, W]: that layout
-        shown = to_unit_range(images.flatten(0, images.dim() - 4), network.input_kind, dataset.levels)
+        columns = None
+        if images.dim() == 5:  # [rows, columns, C, H, W]: a grid of that layout
+            columns, images = images.shape[1], images.flatten(0, 1)
+        shown = to_unit_range(images, network.input_kind, dataset.levels)
         save_grid(shown, run_dir / filename, columns, scale=max(1, 56 // dataset.image_shape[-1]))
 
 

@@ -80,8 +80,8 @@ def added_later(default: Any, before: Any) -> Any:
 def stored_settings(config_cls: type, settings: dict[str, Any]) -> dict[str, Any]:
     """A stored run's settings, with every :func:`added_later` field it lacks set to its ``before`` value, so
     loading or resuming an older run rebuilds the model it trained, not today's defaults."""
-    missing = {f.name: f.metadata["before"] for f in dataclasses.fields(config_cls) if "before" in f.metadata}
-    return {**{k: v for k, v in missing.items() if k not in settings}, **settings}
+    before = {f.name: f.metadata["before"] for f in dataclasses.fields(config_cls) if "before" in f.metadata}
+    return {**before, **settings}  # a stored value wins
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
