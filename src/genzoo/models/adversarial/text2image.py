@@ -119,8 +119,6 @@ class Text2ImageConfig(TrainConfig):
     beta2: float = 0.999
     text_pretrain_batches: int = 1000  # first batches train only the text encoder, which is then frozen
     mismatch: str = "one-factor"  # "one-factor" (attribute captions) or "random" (another caption of the batch)
-    # one-factor mismatches: share that changes the class (0: every factor equally often, the class 1 in 5)
-    class_mismatch_share: float = 0.0
     text_projection: bool = True  # D also scores <compressed text, pooled image features> (see the docstring)
     interpolation_weight: float = 1.0  # weight of the INT generator term
     temperature: float = 0.1  # of the joint embedding softmax
@@ -138,8 +136,6 @@ class Text2ImageConfig(TrainConfig):
         super().__post_init__()
         if self.mismatch not in MISMATCHES:
             raise ValueError(f"mismatch must be one of {', '.join(MISMATCHES)}, got {self.mismatch!r}")
-        if not 0 <= self.class_mismatch_share <= 1:
-            raise ValueError(f"class_mismatch_share must be in [0, 1], got {self.class_mismatch_share}")
         if self.text_pretrain_batches < 0:
             raise ValueError("text_pretrain_batches must be at least 0")
         if not 0 <= self.ema_decay < 1:
@@ -275,16 +271,11 @@ def shuffle_words(tokens: Tensor, generator: torch.Generator) -> Tensor:
     return tokens.gather(1, order)
 
 
-def one_factor_mismatch(labels: Tensor, generator: torch.Generator, class_share: float = 0.0) -> Tensor:
-    """Attribute label rows [B, 1 + groups] with exactly one column changed to another value (uniform). The column
-    is uniform, or, when ``class_share`` > 0, the class with that probability and else a uniform attribute."""
+def one_factor_mismatch(labels: Tensor, generator: torch.Generator) -> Tensor:
+    """Attribute label rows [B, 1 + groups] with exactly one column (uniform) changed to another value (uniform)."""
     sizes = torch.tensor([10, *(len(values) for values in ATTRIBUTE_GROUPS.values())])
     rows = torch.arange(len(labels))
-    if class_share > 0:
-        attribute = 1 + torch.randint(len(sizes) - 1, (len(labels),), generator=generator)
-        column = torch.where(torch.rand(len(labels), generator=generator) < class_share, 0, attribute)
-    else:
-        column = torch.randint(len(sizes), (len(labels),), generator=generator)
+    column = torch.randint(len(sizes), (len(labels),), generator=generator)
     shift = 1 + (torch.rand(len(labels), generator=generator) * (sizes[column] - 1)).long()  # 1 .. size - 1
     changed = labels.clone()
     changed[rows, column] = (labels[rows, column] + shift) % sizes[column]
@@ -383,8 +374,7 @@ class Text2Image(GenerativeModel):
         labels only), else the next caption of the batch (the paper's random mismatch)."""
         if self.config.mismatch == "one-factor" and not is_caption_codes(labels):
             generator = torch.Generator().manual_seed(MISMATCH_SEED + batch_index)
-            wrong = one_factor_mismatch(labels.cpu(), generator, self.config.class_mismatch_share)
-            wrong = caption(wrong, self.config.classes, generator)
+            wrong = caption(one_factor_mismatch(labels.cpu(), generator), self.config.classes, generator)
             with torch.no_grad():
                 return self.embed(wrong)
         return right.roll(1, 0)
