@@ -135,13 +135,13 @@ def test_the_optional_identity_term_is_g_asked_for_its_own_labels():
 
 
 def test_the_weight_average_follows_g_keeps_its_own_statistics_and_does_the_translating():
-    model = genzoo.create("stargan", (3, 28, 28), ema_decay=0.999, **TINY)
+    model = genzoo.create("stargan", (3, 28, 28), ema_decay=0.999, critic_steps=5, **TINY)
     batch = attribute_batch()
     start = [p.detach().clone() for p in model.generator_average.parameters()]
     statistics = [b.clone() for b in model.generator_average.buffers()]
     model.training_step(batch, DirectStep(model, batch_index=0))  # a critic-only batch: the average stays
     assert all(torch.equal(a, b) for a, b in zip(start, model.generator_average.parameters()))
-    model.training_step(batch, DirectStep(model, batch_index=9))  # G's second update (updates = 1)
+    model.training_step(batch, DirectStep(model, batch_index=9))  # G's second update (updates = 9 // 5 = 1)
     for old, new, trained in zip(start, model.generator_average.parameters(), model.generator.parameters()):
         assert torch.allclose(new, (2 / 11) * old + (9 / 11) * trained)  # warm-up decay (1 + 1) / (10 + 1)
     assert any(not torch.equal(a, b) for a, b in zip(statistics, model.generator_average.buffers()))
