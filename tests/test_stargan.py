@@ -162,7 +162,7 @@ def test_cli_trains_and_translates_to_several_attributes(tmp_path):
     settings = [arg for key, value in {**TINY, "eval_images": 64}.items() for arg in ("--set", f"{key}={value}")]
     result = runner.invoke(
         app,
-        ["train", "stargan", "--data", "mnist-attributes", "--max-steps", "5", "--batch-size", "8",
+        ["train", "stargan", "--data", "mnist-attributes", "--max-steps", "10", "--batch-size", "8",
          "--out", str(run), *settings],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
