@@ -46,7 +46,9 @@ Departures, each measured:
   sixth of the images the paper's 200k iterations do, and G, which starts at the identity, gains more from updates
   than the critic from extra steps. At equal wall time (5,300 batches at 2 against 7,700 at 5; two seeds each):
   class kept 36.1 / 38.5% against 30.0 / 30.6%, all four attributes right 84.2 / 80.2% against 79.9 / 77.2%,
-  reconstruction L1 0.055 / 0.056 against 0.064 / 0.061 (benchmarks/RESULTS.md).
+  reconstruction L1 0.055 / 0.056 against 0.064 / 0.061 (benchmarks/RESULTS.md). One step is not better still:
+  at one critic step per G update (3,850 batches, three seeds) class kept rose to 38-44% but the attributes varied
+  with the seed (all four right 87.1 / 78.1 / 64.0%, against 84.2 / 80.2 / 85.1% at 2).
 Options measured and left off (benchmarks/RESULTS.md): ``ema_decay`` (a weight average of G for translation and
 evaluation: no change) and ``identity_weight`` (CycleGAN's identity term, not StarGAN's: +7 points of class kept,
 -5 of colour, one seed).
