@@ -37,18 +37,24 @@ class RecordingDiscriminator(torch.nn.Module):
     def kind(self, tensor, names):
         return next(name for name in names if torch.equal(tensor, self.known[name]))
 
-    def forward(self, images, text):
-        pair = (self.kind(images, ("real", "fake")), self.kind(text, ("right", "wrong")))
+    def image_features(self, images):
+        return images
+
+    def score(self, features, text):
+        pair = (self.kind(features, ("real", "fake")), self.kind(text, ("right", "wrong")))
         self.seen.append(pair)
-        return torch.full((len(images),), self.logits[pair])
+        return torch.full((len(features),), self.logits[pair])
+
+    def forward(self, images, text):
+        return self.score(self.image_features(images), text)
 
 
 def test_matching_aware_discriminator_sees_the_three_pairs():
-    model = genzoo.create("text2image", (3, 28, 28), **TINY)
+    model = genzoo.create("text2image", (3, 28, 28), matching_weight=0.0, **TINY)  # the paper's objective alone
     real, fake = torch.zeros(4, 3, 28, 28), torch.ones(4, 3, 28, 28)
     right, wrong = torch.zeros(4, 8), torch.ones(4, 8)
     model.discriminator = RecordingDiscriminator(real, fake, right, wrong)
-    loss = model.discriminator_losses(real, fake, right, wrong)["loss"]
+    loss = model.discriminator_losses(real, fake, right, wrong, torch.arange(4)[:, None])["loss"]
     assert sorted(model.discriminator.seen) == [("fake", "right"), ("real", "right"), ("real", "wrong")]
     # Reed et al.: -log D(x, h) - [log(1 - D(x, h_wrong)) + log(1 - D(G(z, h), h))] / 2
     sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
@@ -67,6 +73,35 @@ def test_joint_embedding_loss_prefers_matching_pairs_and_counts_equal_labels_as_
     assert torch.allclose(
         joint_embedding_loss(aligned, aligned, twins, 0.1), joint_embedding_loss(aligned, swapped, twins, 0.1)
     )
+
+
+def test_pair_scores_are_the_projection_term_of_every_image_with_every_text():
+    model = genzoo.create("text2image", (3, 28, 28), **TINY).eval()
+    d = model.discriminator
+    images, texts = torch.rand(3, 3, 28, 28) * 2 - 1, F.normalize(torch.randn(4, 8), dim=1)
+    features = d.image_features(images)
+    scores = d.pair_scores(features, texts)  # [3 images, 4 texts]
+    projection, d.projection = d.projection, None
+    for i in range(3):
+        for j in range(4):
+            joint_only = d.score(features[i : i + 1], texts[j : j + 1])
+            d.projection = projection
+            full = d.score(features[i : i + 1], texts[j : j + 1])
+            d.projection = None
+            assert float(full - joint_only) == pytest.approx(float(scores[i, j]), rel=1e-4, abs=1e-5)
+
+
+def test_matching_term_trains_d_and_g_to_rank_the_right_caption_first():
+    model = genzoo.create("text2image", (3, 28, 28), text_pretrain_batches=0, **TINY)  # on by default
+    model.configure_optimizers()
+    logs = model.training_step(attribute_batch(), DirectStep(model))
+    assert {"d_matching_loss", "g_matching_loss"} <= set(logs)
+    # the loss is the batch softmax's: log(8 captions) for scores that do not tell the captions apart
+    assert float(logs["d_matching_loss"]) == pytest.approx(math.log(8), rel=0.3)
+    without = genzoo.create("text2image", (3, 28, 28), text_pretrain_batches=0, matching_weight=0.0, **TINY)
+    without.configure_optimizers()
+    logs = without.training_step(attribute_batch(), DirectStep(without))
+    assert not {"d_matching_loss", "g_matching_loss"} & set(logs)
 
 
 def test_the_text_encoder_is_pretrained_first_then_frozen_while_the_gan_trains():
