@@ -3,6 +3,7 @@ a real optimisation step of all three optimizers, and ``genzoo sample RUN --text
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -11,7 +12,13 @@ from typer.testing import CliRunner
 
 import genzoo
 from genzoo.cli import app
-from genzoo.models.adversarial.text2image import joint_embedding_loss, one_factor_mismatch, shuffle_words
+from genzoo.errors import GenzooError
+from genzoo.models.adversarial.text2image import (
+    drop_words,
+    joint_embedding_loss,
+    one_factor_mismatch,
+    shuffle_words,
+)
 from genzoo.models.base import DirectStep
 
 TINY = {"width": 8, "latent_dim": 8, "text_dim": 8, "compressed_dim": 4, "word_dim": 8}
@@ -133,6 +140,21 @@ def test_word_order_noise_permutes_each_caption_and_keeps_padding_last():
     assert len(orders) > 10  # the order really changes
 
 
+def test_word_dropout_removes_words_at_its_rate_keeps_the_order_and_never_empties_a_caption():
+    tokens = torch.arange(1, 21).repeat(500, 1)
+    tokens[:, 15:] = 0  # 15 words, then padding
+    dropped = drop_words(tokens, 0.2, torch.Generator().manual_seed(0))
+    kept = dropped > 0
+    assert abs(1 - kept.sum().item() / (tokens > 0).sum().item() - 0.2) < 0.01
+    assert torch.equal(kept, kept.cummin(1).values)  # the kept words first, then padding
+    for row in dropped[:50]:
+        words = row[row > 0]
+        assert torch.all(words[1:] > words[:-1])  # in their original order
+    one_word = torch.tensor([[7, 0, 0]] * 200)
+    assert torch.equal(drop_words(one_word, 0.9, torch.Generator().manual_seed(0)), one_word)
+    assert torch.equal(drop_words(tokens, 0.0, torch.Generator().manual_seed(0)), tokens)
+
+
 def test_pretraining_pulls_two_phrasings_together_only_for_attribute_captions():
     model = genzoo.create("text2image", (3, 28, 28), text_pretrain_batches=1, **TINY)
     logs = model.training_step(attribute_batch(), DirectStep(model))
@@ -217,3 +239,16 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
     result = runner.invoke(app, ["sample", str(run), "--n", "4", "--text", "a thin blue three", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"word_dropout": 1.0}, "word_dropout must be in [0, 1)"),
+        ({"matching_weight": -1.0}, "matching_weight must be at least 0"),
+        ({"matching_weight": 1.0, "text_projection": False}, "set text_projection=true"),
+    ],
+)
+def test_invalid_settings_are_one_readable_error(settings, message):
+    with pytest.raises(GenzooError, match=re.escape(message)):
+        genzoo.create("text2image", (3, 28, 28), **settings)
