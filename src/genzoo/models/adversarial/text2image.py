@@ -113,6 +113,7 @@ CAPTION_SEED = 7919  # captions of training batch t come from generator seed CAP
 MISMATCH_SEED = 104729  # mismatched captions of batch t come from generator seed MISMATCH_SEED + t
 PHRASING_SEED = 15485863  # second phrasings (text-text term) of batch t: generator seed PHRASING_SEED + t
 WORD_ORDER_SEED = 32452843  # word-order noise of batch t: generator seed WORD_ORDER_SEED + t
+CONDITION_SEED = 49979687  # word dropout of the GAN's captions of batch t: generator seed CONDITION_SEED + t
 EVAL_SEED = 0
 EVAL_CHUNK = 500
 MISMATCHES = ("one-factor", "random")
@@ -145,6 +146,8 @@ class Text2ImageConfig(TrainConfig):
     word_order_noise: bool = added_later(True, before=False)
     # pre-training drops each word of a caption with this probability (see the docstring)
     word_dropout: float = added_later(0.15, before=0.0)
+    # the GAN's captions (right and mismatched) drop each word with this probability (see the docstring)
+    condition_word_dropout: float = 0.0
     # samples and evaluation use this average of G's weights; 0 = G itself
     ema_decay: float = added_later(0.999, before=0.0)
     # share of --max-steps over which the GAN's rates decay linearly to 0
@@ -161,8 +164,9 @@ class Text2ImageConfig(TrainConfig):
             raise ValueError(f"matching_weight must be at least 0, got {self.matching_weight}")
         if self.matching_weight > 0 and not self.text_projection:
             raise ValueError("matching_weight > 0 scores pairs with D's projection: set text_projection=true")
-        if not 0 <= self.word_dropout < 1:
-            raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
+        for name in ("word_dropout", "condition_word_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -397,6 +401,12 @@ class Text2Image(GenerativeModel):
         """The GAN's condition phi(t) for each sentence, [B, text_dim]."""
         return self.condition(self.text_encoder(self.tokens(sentences)))
 
+    def embed_condition(self, tokens: Tensor, generator: torch.Generator) -> Tensor:
+        """The GAN's training condition: phi(t) of the tokens with words dropped (``condition_word_dropout``)."""
+        if self.config.condition_word_dropout > 0:
+            tokens = drop_words(tokens, self.config.condition_word_dropout, generator)
+        return self.condition(self.text_encoder(tokens))
+
     def latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return torch.randn(n, self.config.latent_dim, generator=generator).to(self._device())
 
@@ -424,7 +434,7 @@ class Text2Image(GenerativeModel):
             generator = torch.Generator().manual_seed(MISMATCH_SEED + batch_index)
             wrong = caption(one_factor_mismatch(labels.cpu(), generator), self.config.classes, generator)
             with torch.no_grad():
-                return self.embed(wrong)
+                return self.embed_condition(self.tokens(wrong), generator)
         return right.roll(1, 0)
 
     def remember_captions(self, labels: Tensor) -> None:
@@ -473,7 +483,7 @@ class Text2Image(GenerativeModel):
         if c.decay_fraction > 0:
             self.schedule_learning_rate(step)
         with torch.no_grad():
-            right = self.condition(self.text_encoder(tokens))
+            right = self.embed_condition(tokens, torch.Generator().manual_seed(CONDITION_SEED + step.batch_index))
         mismatched = self.mismatched(labels, right, step.batch_index)
         latent = self.latent(len(real))
         fake = self.generator(latent, right)
