@@ -252,3 +252,21 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
 def test_invalid_settings_are_one_readable_error(settings, message):
     with pytest.raises(GenzooError, match=re.escape(message)):
         genzoo.create("text2image", (3, 28, 28), **settings)
+
+
+def test_condition_word_dropout_thins_the_right_and_the_mismatched_captions_alike():
+    """Both captions D compares lose words, so a caption's length cannot tell D which one is mismatched."""
+
+    def words_seen(dropout):
+        model = genzoo.create(
+            "text2image", (3, 28, 28), text_pretrain_batches=0, condition_word_dropout=dropout, **TINY
+        )
+        seen = []
+        model.text_encoder.register_forward_pre_hook(lambda module, args: seen.append(int((args[0] > 0).sum())))
+        model.training_step(attribute_batch(32), DirectStep(model))
+        return seen
+
+    clean, dropped = words_seen(0.0), words_seen(0.5)
+    assert len(clean) == len(dropped) == 2  # the right captions, then the mismatched ones
+    for full, thinned in zip(clean, dropped):
+        assert 0.35 < thinned / full < 0.65
