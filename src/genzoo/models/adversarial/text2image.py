@@ -64,7 +64,7 @@ Departures, each for a measured reason (benchmarks/RESULTS.md, issue 6 text-to-i
   their weights are unchanged; 0 restores its objective.
 - Word dropout in the GAN's captions too (``condition_word_dropout`` 0.15, the right and the mismatched ones alike,
   so a caption's length tells D nothing). G only sees training phrasings, and whichever held-out template it drew
-  badly moved with the seed (one at 54-72% while the encoder placed all three as close to their rows): G was
+  badly moved with the seed (one at 54-64% while the encoder placed all three as close to their rows): G was
   sensitive to small shifts of its condition it never saw, which dropped words supply (in the spirit of StackGAN's
   conditioning augmentation, Zhang et al. 2017). Over seeds 0 / 1 / 2, held-out caption match 73.4 / 77.7 / 76.5%
   -> 78.8 / 79.3 / 82.4%, held-out attributes 89-91% -> 95-99%, at the cost of Fréchet distance (106-115 ->
