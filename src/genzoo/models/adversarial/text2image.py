@@ -171,11 +171,9 @@ class Text2ImageConfig(TrainConfig):
             raise ValueError(f"matching_weight must be at least 0, got {self.matching_weight}")
         if self.matching_weight > 0 and not self.text_projection:
             raise ValueError("matching_weight > 0 scores pairs with D's projection: set text_projection=true")
-        for name in ("word_dropout", "condition_word_dropout"):
+        for name in ("word_dropout", "condition_word_dropout", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 class TextEncoder(nn.Module):
