@@ -17,9 +17,8 @@ from genzoo.models.translation.stargan import (
     GROUP_SIZES,
     classification_loss,
     predicted_values,
-    straight_through_clamp,
 )
-from genzoo.nn.translation import PatchDiscriminator, one_hot_groups, replicate
+from genzoo.nn.translation import PatchDiscriminator, one_hot_groups, replicate, straight_through_clamp
 
 TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
 runner = CliRunner()

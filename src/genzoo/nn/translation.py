@@ -2,7 +2,8 @@
 
 - :class:`ResnetGenerator`: Johnson et al. (2016)'s network as CycleGAN uses it (c7s1-k, two stride-2 down
   convolutions, residual blocks, two stride-2 up convolutions, c7s1-3 + tanh; instance norm, reflection padding),
-  optionally fed extra condition channels (StarGAN's spatially replicated target label).
+  optionally fed extra condition channels (StarGAN's spatially replicated target label), and optionally
+  predicting a change of its input instead of a new image (``output="residual"``, see the class).
 - :class:`PatchDiscriminator`: the PatchGAN of Isola et al. (2017), one real/fake score per overlapping patch,
   scaled to 28x28 images (two stride-2 layers and one stride-1 layer, receptive field 22 pixels instead of 70);
   optionally an auxiliary classification head over the whole image (StarGAN's D_cls).
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Normalization = Literal["instance", "batch"]
+GeneratorOutput = Literal["image", "residual"]
 
 
 def normalization_layer(kind: Normalization, channels: int) -> nn.Module:
@@ -51,10 +53,20 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def straight_through_clamp(images: Tensor) -> Tensor:
+    """``images`` clamped to [-1, 1] in the forward pass, the identity in the backward pass: a clamped pixel still
+    passes the gradient (a plain clamp would stop it for good once a pixel overshoots)."""
+    return images + (images.clamp(-1, 1) - images).detach()
+
+
 class ResnetGenerator(nn.Module):
     """Images [B, C, H, W] in [-1, 1] (plus ``condition_channels`` label maps) -> images [B, C_out, H, W] in [-1, 1].
 
     H and W must be divisible by 2 ** ``downsamplings`` (the paper: two stride-2 convolutions down, two up).
+    ``output`` "image" is the paper's tanh image; "residual" returns clamp(x + 2 tanh(net), -1, 1) with a
+    straight-through clamp and the last convolution scaled by 0.1 (bias 0), so the generator starts within a few
+    percent of its input x and learns a change of it (AttGAN / GANimation keep the input the same way; needs
+    C_out = C).
     """
 
     def __init__(
@@ -66,9 +78,15 @@ class ResnetGenerator(nn.Module):
         condition_channels: int = 0,
         downsamplings: int = 2,
         normalization: Normalization = "instance",
+        output: GeneratorOutput = "image",
     ) -> None:
         super().__init__()
         out_channels = out_channels or channels
+        if output not in ("image", "residual"):
+            raise ValueError(f"unknown generator output {output!r}; valid: image, residual")
+        if output == "residual" and out_channels != channels:
+            raise ValueError("a residual generator's output has its input's channels")
+        self.output = output
 
         def down(inputs: int, outputs: int) -> list[nn.Module]:
             return [nn.Conv2d(inputs, outputs, 3, 2, 1), normalization_layer(normalization, outputs), nn.ReLU(True)]
@@ -92,11 +110,16 @@ class ResnetGenerator(nn.Module):
             nn.Conv2d(width, out_channels, 7),
             nn.Tanh(),
         )
+        if output == "residual":
+            last = self.network[-2]  # the c7s1-3 convolution before tanh
+            with torch.no_grad():
+                last.weight.mul_(0.1)
+                last.bias.zero_()
 
     def forward(self, images: Tensor, condition: Tensor | None = None) -> Tensor:
-        if condition is not None:
-            images = torch.cat([images, replicate(condition, *images.shape[-2:])], 1)
-        return self.network(images)
+        inputs = images if condition is None else torch.cat([images, replicate(condition, *images.shape[-2:])], 1)
+        out = self.network(inputs)
+        return out if self.output == "image" else straight_through_clamp(images + 2 * out)
 
 
 class PatchDiscriminator(nn.Module):

@@ -57,7 +57,7 @@ evaluation: no change) and ``identity_weight`` (CycleGAN's identity term, not St
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +70,14 @@ from genzoo.losses import discriminator_loss, generator_loss, gradient_penalty
 from genzoo.models.adversarial.base import frozen, update_weight_average, weight_average
 from genzoo.models.base import Step, TrainConfig
 from genzoo.models.translation.base import EVAL_CHUNK, TranslationModel, classifier_for, classify, cycle_loss
-from genzoo.nn.translation import Normalization, PatchDiscriminator, ResnetGenerator, group_logits, one_hot_groups
+from genzoo.nn.translation import (
+    GeneratorOutput,
+    Normalization,
+    PatchDiscriminator,
+    ResnetGenerator,
+    group_logits,
+    one_hot_groups,
+)
 from genzoo.registry import models
 
 GROUP_SIZES: tuple[int, ...] = tuple(len(values) for values in ATTRIBUTE_GROUPS.values())
@@ -95,7 +102,7 @@ class StarGANConfig(TrainConfig):
     discriminator_width: int = 32
     decay_fraction: float = 0.5
     # residual: G(x, c) = x + 2 tanh(network), clamped to [-1, 1], starting near x; image: the paper's tanh output
-    generator_output: Literal["residual", "image"] = added_later("residual", before="image")
+    generator_output: GeneratorOutput = added_later("residual", before="image")
     # D_src's scores form a 2x2 grid, each seeing the whole image (the paper's D); 0: 7x7 patches
     score_grid: int = added_later(2, before=0)
     ema_decay: float = 0.0  # > 0: translations and evaluation use this average of G's weights
@@ -105,12 +112,6 @@ class StarGANConfig(TrainConfig):
 def classification_loss(logits: Tensor, values: Tensor) -> Tensor:
     """Sum over attribute groups of the cross-entropy of D_cls's logits [B, sum sizes] against values [B, G]."""
     return sum(F.cross_entropy(block, values[:, g]) for g, block in enumerate(group_logits(logits, GROUP_SIZES)))
-
-
-def straight_through_clamp(images: Tensor) -> Tensor:
-    """``images`` clamped to [-1, 1] in the forward pass, the identity in the backward pass: a clamped pixel still
-    passes the gradient (a plain clamp would stop it for good once a pixel overshoots)."""
-    return images + (images.clamp(-1, 1) - images).detach()
 
 
 def predicted_values(logits: Tensor) -> Tensor:
@@ -138,12 +139,8 @@ class StarGAN(TranslationModel):
             condition_channels=sum(GROUP_SIZES),
             downsamplings=config.downsamplings,
             normalization=config.generator_normalization,
+            output=config.generator_output,
         )
-        if config.generator_output == "residual":
-            last = self.generator.network[-2]  # the c7s1-3 convolution before tanh
-            with torch.no_grad():  # a small first change: G(x, c) starts within a few percent of x
-                last.weight.mul_(0.1)
-                last.bias.zero_()
         self.generator_average = weight_average(self.generator, config.ema_decay)
         self.discriminator = PatchDiscriminator(
             channels, height, config.discriminator_width, classes=sum(GROUP_SIZES), normalization="none",
@@ -166,10 +163,7 @@ class StarGAN(TranslationModel):
     def generate(self, images: Tensor, values: Tensor, network: nn.Module | None = None) -> Tensor:
         """G(x, c) for target value indices [B, G], by ``network`` (default: the trained G)."""
         network = self.generator if network is None else network
-        out = network(images, one_hot_groups(values, GROUP_SIZES))  # [B, C, H, W] in [-1, 1]
-        if self.config.generator_output == "image":
-            return out
-        return straight_through_clamp(images + 2 * out)
+        return network(images, one_hot_groups(values, GROUP_SIZES))  # [B, C, H, W] in [-1, 1]
 
     def critic_scores(self, images: Tensor) -> Tensor:
         return self.discriminator(images)[0]
