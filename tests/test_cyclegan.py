@@ -112,13 +112,23 @@ def test_the_weight_averages_follow_the_generators_and_do_the_translating():
         assert not torch.allclose(model.translate(images, "B"), model.generator_ab(images))
 
 
+@pytest.mark.parametrize("output", ["image", "residual"])
 @pytest.mark.parametrize("downsamplings", [1, 2])
-def test_resnet_generator_keeps_the_image_shape_and_range(downsamplings):
-    generator = ResnetGenerator(3, width=4, blocks=1, downsamplings=downsamplings)
+def test_resnet_generator_keeps_the_image_shape_and_range(downsamplings, output):
+    torch.manual_seed(0)
+    generator = ResnetGenerator(3, width=4, blocks=1, downsamplings=downsamplings, output=output)
     bottleneck = [m for m in generator.network if isinstance(m, nn.Conv2d)][downsamplings]  # last stride-2 conv
     assert bottleneck.stride == (2, 2) and bottleneck.out_channels == 4 * 2**downsamplings
     out = generator(torch.randn(2, 3, 28, 28) * 3)
     assert out.shape == (2, 3, 28, 28) and out.abs().max() <= 1
+    images = torch.rand(2, 3, 28, 28) * 2 - 1
+    change = (generator(images) - images).abs().mean()
+    assert change < 0.1 if output == "residual" else change > 0.3  # the residual form starts near its input
+
+
+def test_a_residual_generator_must_keep_its_input_channels():
+    with pytest.raises(ValueError, match="input's channels"):
+        ResnetGenerator(3, out_channels=1, width=4, blocks=1, output="residual")
 
 
 def test_overlapping_domains_are_refused():
