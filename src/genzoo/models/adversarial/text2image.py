@@ -136,6 +136,8 @@ class Text2ImageConfig(TrainConfig):
     word_dim: int = 64
     hashed_words: int = 4096  # ids for words outside the closed caption vocabulary (users' captions)
     width: int = 64
+    # > 0: G ends in a 3x3 convolution at full resolution from this many channels (see the docstring)
+    refinement: int = 0
     lr: float = 2e-4
     text_lr: float = 1e-3
     beta1: float = 0.5
@@ -226,11 +228,29 @@ class ConditionalGenerator(nn.Module):
     """[z, compressed phi(t)] -> images [B, C, H, W] in [-1, 1] (DCGAN-style, two stride-2 up-convolutions)."""
 
     def __init__(
-        self, image_shape: tuple[int, int, int], latent_dim: int, text_dim: int, compressed: int, width: int
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        text_dim: int,
+        compressed: int,
+        width: int,
+        refinement: int = 0,
     ) -> None:
         super().__init__()
         channels, height, width_px = image_shape
         self.compression = Compression(text_dim, compressed)
+        # refinement > 0: the last up-convolution keeps ``refinement`` channels and a 3x3 convolution at full
+        # resolution draws the image from them; 0: the up-convolution draws the image itself
+        last = (
+            [nn.ConvTranspose2d(width, channels, 4, 2, 1)]
+            if refinement == 0
+            else [
+                nn.ConvTranspose2d(width, refinement, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(refinement),
+                nn.ReLU(True),
+                nn.Conv2d(refinement, channels, 3, 1, 1),
+            ]
+        )
         self.network = nn.Sequential(
             nn.Linear(latent_dim + compressed, 2 * width * (height // 4) * (width_px // 4), bias=False),
             nn.BatchNorm1d(2 * width * (height // 4) * (width_px // 4)),
@@ -239,7 +259,7 @@ class ConditionalGenerator(nn.Module):
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(True),
-            nn.ConvTranspose2d(width, channels, 4, 2, 1),
+            *last,
             nn.Tanh(),
         )
 
@@ -361,7 +381,7 @@ class Text2Image(GenerativeModel):
         self.text_encoder = TextEncoder(len(self.words) + config.hashed_words, config.word_dim, config.text_dim)
         self.image_encoder = ImageEncoder(channels, config.width, config.text_dim)
         self.generator = ConditionalGenerator(
-            image_shape, config.latent_dim, config.text_dim, config.compressed_dim, config.width
+            image_shape, config.latent_dim, config.text_dim, config.compressed_dim, config.width, config.refinement
         )
         self.discriminator = MatchingDiscriminator(
             image_shape, config.text_dim, config.compressed_dim, config.width, config.text_projection
