@@ -53,7 +53,7 @@ from genzoo.models.translation.base import (
     classify,
     cycle_loss,
 )
-from genzoo.nn.translation import GeneratorOutput, ImagePool, Normalization, PatchDiscriminator, ResnetGenerator
+from genzoo.nn.translation import ImagePool, Normalization, PatchDiscriminator, ResnetGenerator
 from genzoo.registry import models
 
 
@@ -71,8 +71,6 @@ class CycleGANConfig(TrainConfig):
     residual_blocks: int = 3
     downsamplings: int = added_later(1, before=2)  # stride-2 convolutions down (and up) in the generators; the paper: 2
     generator_normalization: Normalization = "instance"
-    # image: the paper's tanh output; residual: G(x) = x + 2 tanh(network), clamped to [-1, 1], starting near x
-    generator_output: GeneratorOutput = "image"
     discriminator_width: int = 32
     decay_fraction: float = 0.5  # share of --max-steps over which the rate decays linearly to 0
     ema_decay: float = 0.0  # > 0: translations and evaluation use this average of the generators' weights
@@ -113,7 +111,6 @@ class CycleGAN(TranslationModel):
             blocks=config.residual_blocks,
             downsamplings=config.downsamplings,
             normalization=config.generator_normalization,
-            output=config.generator_output,
         )
         self.generator_ab, self.generator_ba = generator(), generator()
         self.average_ab = weight_average(self.generator_ab, config.ema_decay)
