@@ -6,7 +6,7 @@ pre-training phase), the engine's img/s over the whole run, sampling time, peak 
 evaluation on the test split (class read by the shipped classifier, attributes by the training-free measures; the
 readers' accuracies on the real test images are the ceilings).
 
-    flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py              # 6,200 batches (~10 idle min)
+    flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py              # 6,200 batches (~12 min, bf16)
     flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py --quick 60   # a smoke run of ~60 s
 """
 

@@ -12,8 +12,10 @@ from typer.testing import CliRunner
 
 import genzoo
 from genzoo.cli import app
+from genzoo.config import stored_settings
 from genzoo.errors import GenzooError
 from genzoo.models.adversarial.text2image import (
+    Text2ImageConfig,
     drop_words,
     joint_embedding_loss,
     one_factor_mismatch,
@@ -203,6 +205,21 @@ def test_the_caption_reaches_the_untrained_generator_on_the_scale_of_the_noise()
     assert other_text > 0.15 * other_noise
 
 
+def test_the_generator_draws_the_image_with_a_full_resolution_convolution_unless_refinement_is_0():
+    refined = genzoo.create("text2image", (3, 28, 28), **TINY).generator.network  # refinement 32 by default
+    up, last = refined[-5], refined[-2]
+    assert isinstance(up, torch.nn.ConvTranspose2d) and up.out_channels == 32
+    assert isinstance(last, torch.nn.Conv2d) and last.kernel_size == (3, 3) and last.stride == (1, 1)
+    assert (last.in_channels, last.out_channels) == (32, 3)
+    plain = genzoo.create("text2image", (3, 28, 28), refinement=0, **TINY).generator.network
+    assert isinstance(plain[-2], torch.nn.ConvTranspose2d) and plain[-2].out_channels == 3  # DCGAN's last layer
+    with torch.no_grad():
+        images = genzoo.create("text2image", (3, 28, 28), **TINY).eval().generate(["a thin red four"] * 2)
+    assert images.shape == (2, 3, 28, 28) and images.abs().max() <= 1
+    # a run stored before the setting existed was trained without it and loads that way
+    assert stored_settings(Text2ImageConfig, {})["refinement"] == 0
+
+
 def test_interpolation_walks_from_one_sentence_to_the_other():
     model = genzoo.create("text2image", (3, 28, 28), **TINY).eval()
     torch.manual_seed(1)
@@ -246,6 +263,7 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
     [
         ({"word_dropout": 1.0}, "word_dropout must be in [0, 1)"),
         ({"matching_weight": -1.0}, "matching_weight must be at least 0"),
+        ({"refinement": -1}, "refinement must be at least 0"),
         ({"matching_weight": 1.0, "text_projection": False}, "set text_projection=true"),
     ],
 )
