@@ -234,7 +234,8 @@ class Compression(nn.Module):
 
 
 class ConditionalGenerator(nn.Module):
-    """[z, compressed phi(t)] -> images [B, C, H, W] in [-1, 1] (DCGAN-style, two stride-2 up-convolutions)."""
+    """[z, compressed phi(t)] -> images [B, C, H, W] in [-1, 1] (DCGAN-style, two stride-2 up-convolutions, then
+    with ``refinement`` > 0 a 3x3 convolution at full resolution)."""
 
     def __init__(
         self,
