@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +82,8 @@ class ResnetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         out_channels = out_channels or channels
-        if output not in ("image", "residual"):
-            raise ValueError(f"unknown generator output {output!r}; valid: image, residual")
+        if output not in get_args(GeneratorOutput):
+            raise ValueError(f"unknown generator output {output!r}; valid: {', '.join(get_args(GeneratorOutput))}")
         if output == "residual" and out_channels != channels:
             raise ValueError("a residual generator's output has its input's channels")
         self.output = output

@@ -176,10 +176,9 @@ class Text2ImageConfig(TrainConfig):
             raise ValueError(f"mismatch must be one of {', '.join(MISMATCHES)}, got {self.mismatch!r}")
         if self.text_pretrain_batches < 0:
             raise ValueError("text_pretrain_batches must be at least 0")
-        if self.refinement < 0:
-            raise ValueError(f"refinement must be at least 0, got {self.refinement}")
-        if self.matching_weight < 0:
-            raise ValueError(f"matching_weight must be at least 0, got {self.matching_weight}")
+        for name in ("refinement", "matching_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.matching_weight > 0 and not self.text_projection:
             raise ValueError("matching_weight > 0 scores pairs with D's projection: set text_projection=true")
         for name in ("word_dropout", "condition_word_dropout", "ema_decay"):
@@ -249,8 +248,6 @@ class ConditionalGenerator(nn.Module):
         super().__init__()
         channels, height, width_px = image_shape
         self.compression = Compression(text_dim, compressed)
-        # refinement > 0: the last up-convolution keeps ``refinement`` channels and a 3x3 convolution at full
-        # resolution draws the image from them; 0: the up-convolution draws the image itself
         last = (
             [nn.ConvTranspose2d(width, channels, 4, 2, 1)]
             if refinement == 0
