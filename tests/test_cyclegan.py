@@ -47,6 +47,20 @@ def test_cycle_loss_is_zero_for_inverse_maps_and_positive_otherwise():
     assert cycle_loss(torch.ones(2, 3), torch.zeros(2, 3)) == 1.0
 
 
+def test_the_generators_adversarial_term_is_the_papers_least_squares_at_half_weight():
+    model = genzoo.create("cyclegan", (3, 28, 28), **TINY)
+    model.generator_ab, model.generator_ba = Affine(2.0, 0.5), Affine(0.5, -0.25)
+    batch = attribute_batch()
+    a, b = batch["x"][::2], batch["x"][1::2]
+    losses = {name: float(value) for name, value in model.generator_losses(a, b).items() if value.dim() == 0}
+    with torch.no_grad():  # E[(D(G(x)) - 1)^2] in both directions, as the paper writes it
+        paper = ((model.discriminator_b(2 * a + 0.5)[0] - 1) ** 2).mean()
+        paper += ((model.discriminator_a(0.5 * b - 0.25)[0] - 1) ** 2).mean()
+    assert losses["generator_loss"] == pytest.approx(float(paper), rel=1e-5)
+    expected = 0.5 * float(paper) + 10 * losses["cycle_loss"] + 5 * losses["identity_loss"]
+    assert losses["loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_image_pool_returns_history_with_probability_one_half():
     generator = torch.Generator().manual_seed(0)
     pool = ImagePool(50, (1,), generator)
