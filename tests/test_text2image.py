@@ -264,6 +264,7 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
         ({"word_dropout": 1.0}, "word_dropout must be in [0, 1)"),
         ({"matching_weight": -1.0}, "matching_weight must be at least 0"),
         ({"refinement": -1}, "refinement must be at least 0"),
+        ({"text_pretrain_batches": -1}, "text_pretrain_batches must be at least 0, got -1"),
         ({"matching_weight": 1.0, "text_projection": False}, "set text_projection=true"),
     ],
 )

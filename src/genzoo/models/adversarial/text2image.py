@@ -174,9 +174,7 @@ class Text2ImageConfig(TrainConfig):
         super().__post_init__()
         if self.mismatch not in MISMATCHES:
             raise ValueError(f"mismatch must be one of {', '.join(MISMATCHES)}, got {self.mismatch!r}")
-        if self.text_pretrain_batches < 0:
-            raise ValueError("text_pretrain_batches must be at least 0")
-        for name in ("refinement", "matching_weight"):
+        for name in ("text_pretrain_batches", "refinement", "matching_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.matching_weight > 0 and not self.text_projection:
