@@ -29,7 +29,8 @@ decays to zero, so the last generators are already a smoothed end point), so it 
 Departure: w = 0.5. genzoo's least-squares loss is Mao et al.'s, (D(G(a)) - 1)^2 / 2, and CycleGAN trained with
 it from the start, so with half the paper's adversarial weight against lambda. The paper's weight, measured on
 two seeds at the 3,500-batch budget (benchmarks/RESULTS.md), let colour and background drift (other attributes
-kept 78-88% instead of 100%) and kept 1-3 points less class from thick to thin, for lower Fréchet distances.
+kept 78-88% instead of 100%) and kept 1-3 points less class from thick to thin, for lower Fréchet distances;
+0.25 was no better on class and worse on Fréchet distance.
 Evaluation reads the translated images' attributes with the training-free measures of
 ``domains.read_attributes`` and their class with the class reader of :func:`classifier_for`.
 """
