@@ -143,8 +143,9 @@ class CycleGAN(TranslationModel):
         fake_b, fake_a = self.generator_ab(real_a), self.generator_ba(real_b)
         with frozen(self.discriminator_a, self.discriminator_b):
             # the paper's E[(D(G(x)) - 1)^2], twice Mao et al.'s least-squares generator loss
-            adversarial = 2 * generator_loss(self.discriminator_b(fake_b)[0], "least-squares") + 2 * generator_loss(
-                self.discriminator_a(fake_a)[0], "least-squares"
+            adversarial = 2 * (
+                generator_loss(self.discriminator_b(fake_b)[0], "least-squares")
+                + generator_loss(self.discriminator_a(fake_a)[0], "least-squares")
             )
         cycle = cycle_loss(self.generator_ba(fake_b), real_a) + cycle_loss(self.generator_ab(fake_a), real_b)
         identity = cycle_loss(self.generator_ab(real_b), real_b) + cycle_loss(self.generator_ba(real_a), real_a)
