@@ -97,6 +97,15 @@ def test_a_score_grid_of_two_gives_four_scores_that_each_see_the_whole_image():
     assert PatchDiscriminator(3, 28, 4)(x)[0].shape == (1, 1, 7, 7)  # 0: one score per patch (CycleGAN)
 
 
+def test_each_patch_score_sees_a_26_pixel_square():
+    torch.manual_seed(0)
+    discriminator = PatchDiscriminator(3, 28, 4, normalization="none")  # instance norm would mix in every pixel
+    x = torch.randn(1, 3, 28, 28, requires_grad=True)
+    (gradient,) = torch.autograd.grad(discriminator(x)[0][0, 0, 3, 3], x)
+    rows, columns = gradient[0].abs().sum(0).nonzero().unbind(1)
+    assert (rows.max() - rows.min() + 1, columns.max() - columns.min() + 1) == (26, 26)
+
+
 def test_target_spec_keeps_measured_values_of_the_groups_not_named():
     model = genzoo.create("stargan", (3, 28, 28), **TINY)
     source = torch.tensor([[0, 1, 2, 1]])  # thin, right, green, light

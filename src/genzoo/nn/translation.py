@@ -5,7 +5,7 @@
   optionally fed extra condition channels (StarGAN's spatially replicated target label), and optionally
   predicting a change of its input instead of a new image (``output="residual"``, see the class).
 - :class:`PatchDiscriminator`: the PatchGAN of Isola et al. (2017), one real/fake score per overlapping patch,
-  scaled to 28x28 images (two stride-2 layers and one stride-1 layer, receptive field 22 pixels instead of 70);
+  scaled to 28x28 images (two stride-2 layers and one stride-1 layer, receptive field 26 pixels instead of 70);
   optionally an auxiliary classification head over the whole image (StarGAN's D_cls).
 - :class:`ImagePool`: Shrivastava et al. (2017)'s history of generated images that CycleGAN shows its
   discriminators (buffer of 50; once full, each query returns a stored image with probability 1/2, swapping in
