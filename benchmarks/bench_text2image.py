@@ -6,7 +6,7 @@ pre-training phase), the engine's img/s over the whole run, sampling time, peak 
 evaluation on the test split (class read by the shipped classifier, attributes by the training-free measures; the
 readers' accuracies on the real test images are the ceilings).
 
-    flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py              # 6,200 batches (~12 min, bf16)
+    flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py              # 6,200 batches (~13 min, bf16)
     flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py --quick 60   # a smoke run of ~60 s
 """
 
@@ -26,7 +26,7 @@ from genzoo.data import load_dataset
 from genzoo.data.stream import BatchStream
 from genzoo.models.base import DirectStep
 
-FULL_BATCHES = 6200  # ~10 minutes of an idle 2-core machine at the measured 669 img/s
+FULL_BATCHES = 6200  # 12.8 idle minutes on a 2-core bf16 machine (519 img/s over the run); 5,000 fit 10 (RESULTS.md)
 HEADLINES = (
     ("held-out caption match", "held_out_caption_match"),
     ("held-out class match", "held_out_class_match"),
