@@ -48,6 +48,8 @@ HEADLINES = {
         "mean_attribute_accuracy",
         "all_attributes_accuracy",
         "class_preservation",
+        "unchanged_class_preservation",
+        "background_alone_class_preservation",
         "reconstruction_l1",
         "auxiliary_classifier_accuracy",
         "real_class_accuracy",

@@ -193,3 +193,18 @@ def test_cli_trains_and_translates_to_several_attributes(tmp_path):
     assert out.is_file()
     result = runner.invoke(app, ["sample", str(run), "--n", "4", "--to", "thin", "--out", str(tmp_path / "s.png")])
     assert result.exit_code == 0, result.output
+
+
+def test_one_change_at_a_time_reads_a_generator_that_changes_nothing_as_moving_nothing():
+    """With G(x, c) = x every per-group target is missed and the class is kept exactly as often as the reader
+    reads the real images: the measures move only with what the generator does."""
+    mnist, chosen = load_dataset("mnist"), torch.arange(40) * 25  # the test split is ordered by class
+    labels = torch.cat([mnist.test_labels[chosen, None], attribute_batch(40)["y"][:, 1:]], 1)
+    images = render(mnist.test[chosen], labels[:, 1:]).float() / 127.5 - 1
+    model = genzoo.create("stargan", (3, 28, 28), **TINY).eval()
+    model.generate = lambda images, values, network=None: images
+    report = model.evaluate(images, labels, 256, "mnist-attributes")
+    assert report["unchanged_class_preservation"] == report["real_class_accuracy"] > 0.5
+    for group in ("thickness", "slant", "colour", "background"):
+        assert report[f"{group}_alone_target_accuracy"] <= 0.05
+        assert report[f"{group}_alone_class_preservation"] == report["real_class_accuracy"]
