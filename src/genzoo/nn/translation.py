@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Normalization = Literal["instance", "batch"]
-GeneratorOutput = Literal["image", "residual", "affine"]
+GeneratorOutput = Literal["image", "residual"]
 
 
 def normalization_layer(kind: Normalization, channels: int) -> nn.Module:
@@ -66,9 +66,7 @@ class ResnetGenerator(nn.Module):
     ``output`` "image" is the paper's tanh image; "residual" returns clamp(x + 2 tanh(net), -1, 1) with a
     straight-through clamp and the last convolution scaled by 0.1 (bias 0), so the generator starts within a few
     percent of its input x and learns a change of it (AttGAN / GANimation keep the input the same way; needs
-    C_out = C). "affine" also predicts a gain per image and channel, clamp(x (1 + 3 g) + 2 tanh(net)) with g the
-    spatial mean of 3 more tanh outputs, so a colour change or an inversion (gain -1) keeps the input's strokes as
-    they are instead of redrawing them through the down-sampled features.
+    C_out = C).
     """
 
     def __init__(
@@ -86,10 +84,9 @@ class ResnetGenerator(nn.Module):
         out_channels = out_channels or channels
         if output not in get_args(GeneratorOutput):
             raise ValueError(f"unknown generator output {output!r}; valid: {', '.join(get_args(GeneratorOutput))}")
-        if output != "image" and out_channels != channels:
-            raise ValueError(f"the {output} output of a generator has its input's channels")
+        if output == "residual" and out_channels != channels:
+            raise ValueError("a residual generator's output has its input's channels")
         self.output = output
-        predicted = 2 * out_channels if output == "affine" else out_channels  # affine: offset, then gain
 
         def down(inputs: int, outputs: int) -> list[nn.Module]:
             return [nn.Conv2d(inputs, outputs, 3, 2, 1), normalization_layer(normalization, outputs), nn.ReLU(True)]
@@ -110,10 +107,10 @@ class ResnetGenerator(nn.Module):
             *(ResidualBlock(width * 2**downsamplings, normalization) for _ in range(blocks)),
             *(layer for i in reversed(range(downsamplings)) for layer in up(width * 2 ** (i + 1), width * 2**i)),
             nn.ReflectionPad2d(3),
-            nn.Conv2d(width, predicted, 7),
+            nn.Conv2d(width, out_channels, 7),
             nn.Tanh(),
         )
-        if output != "image":
+        if output == "residual":
             last = self.network[-2]  # the c7s1-3 convolution before tanh
             with torch.no_grad():
                 last.weight.mul_(0.1)
@@ -122,12 +119,7 @@ class ResnetGenerator(nn.Module):
     def forward(self, images: Tensor, condition: Tensor | None = None) -> Tensor:
         inputs = images if condition is None else torch.cat([images, replicate(condition, *images.shape[-2:])], 1)
         out = self.network(inputs)
-        if self.output == "image":
-            return out
-        if self.output == "affine":
-            out, gain = out.chunk(2, 1)
-            images = images * (1 + 3 * gain.mean((2, 3), keepdim=True))  # one gain per image and channel
-        return straight_through_clamp(images + 2 * out)
+        return out if self.output == "image" else straight_through_clamp(images + 2 * out)
 
 
 class PatchDiscriminator(nn.Module):
