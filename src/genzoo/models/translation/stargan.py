@@ -126,8 +126,8 @@ class StarGAN(TranslationModel):
     """One conditional ResNet generator; a PatchGAN critic with an auxiliary per-group attribute classifier."""
 
     Config = StarGANConfig
-    # measured (benchmarks/RESULTS.md): bf16 autocast 1.28x the fp32 rate at batch 64 (5,300 batches in 8.4 instead
-    # of 10.7 minutes on 2 cores), and after them the fp32 result: thickness 90.9 / 89.9 / 92.7%, all four
+    # measured (benchmarks/RESULTS.md): bf16 autocast 1.28x the fp32 rate at batch 64 over 300 batches (5,300
+    # took 646 s of training on 2 cores), and after them the fp32 result: thickness 90.9 / 89.9 / 92.7%, all four
     # attributes 83.2 / 84.1 / 85.9%, class kept 36.4 / 40.6 / 37.6% on seeds 0-2 (fp32: 92.0 / 86.7 / 93.4%,
     # 84.2 / 80.2 / 85.1%, 36.1 / 38.5 / 36.7%)
     precision = "bf16-mixed"
