@@ -104,6 +104,18 @@ class GenerativeModel(nn.Module):
     def dims(self) -> int:
         return math.prod(self.image_shape)
 
+    def _lay_out_parameters(self) -> None:
+        """Parameters in the NHWC layout when a convolutional model's config asks for ``channels_last`` (call it
+        at the end of ``__init__``); oneDNN's CPU convolutions skip their layout reorders there."""
+        if getattr(self.config, "channels_last", False):
+            self.to(memory_format=torch.channels_last)
+
+    def _layout(self, images: Tensor) -> Tensor:
+        """Images in the NHWC layout when a convolutional model's config asks for ``channels_last``."""
+        if getattr(self.config, "channels_last", False):
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(self.parameters(), self.config.lr)}
 

@@ -113,12 +113,6 @@ class AdversarialModel(GenerativeModel):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _layout(self, images: Tensor) -> Tensor:
-        """Images in the NHWC layout when a convolutional model's config asks for ``channels_last``."""
-        if getattr(self.config, "channels_last", False):
-            return images.contiguous(memory_format=torch.channels_last)
-        return images
-
     def generator_parameters(self) -> list[dict[str, Any]]:
         """Parameter groups of the "generator" optimizer."""
         return [{"params": self.generator.parameters()}]

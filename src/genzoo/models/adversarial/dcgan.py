@@ -104,5 +104,4 @@ class DCGAN(AdversarialModel):
         self.generator = dcgan_generator(config.latent_dim, self.image_shape, config.width)
         self.discriminator = dcgan_discriminator(self.image_shape, config.width)
         self.apply(normal_init)
-        if config.channels_last:
-            self.to(memory_format=torch.channels_last)
+        self._lay_out_parameters()

@@ -131,8 +131,7 @@ class InfoGAN(AdversarialModel):
             nn.Linear(128, config.categories + config.continuous_codes),  # category logits, continuous means
         )
         self.apply(normal_init)
-        if config.channels_last:
-            self.to(memory_format=torch.channels_last)
+        self._lay_out_parameters()
 
     def augment(self, images: Tensor) -> Tensor:
         shift = self.config.augment_shift
