@@ -220,19 +220,6 @@ def test_the_generator_draws_the_image_with_a_full_resolution_convolution_unless
     assert stored_settings(Text2ImageConfig, {})["refinement"] == 0
 
 
-@pytest.mark.parametrize("share, interpolated", [(1.0, 8), (0.5, 4), (0.01, 2)])
-def test_int_term_draws_the_configured_share_of_the_batch_each_the_midpoint_of_two_neighbours(share, interpolated):
-    model = genzoo.create("text2image", (3, 28, 28), text_pretrain_batches=0, interpolated_share=share, **TINY)
-    model.configure_optimizers()
-    calls = []
-    model.generator.register_forward_hook(lambda module, inputs, output: calls.append(inputs[1].clone()))
-    model.training_step(attribute_batch(), DirectStep(model))
-    right, drawn = calls[0], calls[1]  # G(z, right) for the batch, then the INT term's G
-    assert len(right) == 8 and len(drawn) == interpolated
-    midpoints = F.normalize(right + right.roll(1, 0), dim=1) * math.sqrt(model.config.text_dim)
-    assert torch.allclose(drawn, midpoints[:interpolated], atol=1e-5)
-
-
 def test_interpolation_walks_from_one_sentence_to_the_other():
     model = genzoo.create("text2image", (3, 28, 28), **TINY).eval()
     torch.manual_seed(1)
@@ -279,7 +266,6 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
         ({"refinement": -1}, "refinement must be at least 0"),
         ({"text_pretrain_batches": -1}, "text_pretrain_batches must be at least 0, got -1"),
         ({"matching_weight": 1.0, "text_projection": False}, "set text_projection=true"),
-        ({"interpolated_share": 0.0}, "interpolated_share must be in (0, 1]"),
     ],
 )
 def test_invalid_settings_are_one_readable_error(settings, message):

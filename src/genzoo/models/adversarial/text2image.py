@@ -153,8 +153,6 @@ class Text2ImageConfig(TrainConfig):
     mismatch: str = "one-factor"  # "one-factor" (attribute captions) or "random" (another caption of the batch)
     text_projection: bool = True  # D also scores <compressed text, pooled image features> (see the docstring)
     interpolation_weight: float = 1.0  # weight of the INT generator term
-    # share of the batch's captions that INT pairs with a neighbour (the paper leaves the count open; see above)
-    interpolated_share: float = added_later(0.5, before=1.0)
     # weight of the batch-wide matching term in D and G (see the docstring); 0 = the paper's objective only
     matching_weight: float = added_later(1.0, before=0.0)
     temperature: float = 0.1  # of the joint embedding softmax
@@ -185,8 +183,6 @@ class Text2ImageConfig(TrainConfig):
         for name in ("word_dropout", "condition_word_dropout", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 < self.interpolated_share <= 1:
-            raise ValueError(f"interpolated_share must be in (0, 1], got {self.interpolated_share}")
 
 
 class TextEncoder(nn.Module):
@@ -528,17 +524,14 @@ class Text2Image(GenerativeModel):
         d_loss = d_losses.pop("loss")
         step.optimize(d_loss, "discriminator")
 
-        # beta = 1/2, brought back to the sphere (radius sqrt(text_dim)) that the encoder's embeddings lie on; the
-        # first interpolated_share of the captions, each with its neighbour (at least 2: G and D normalize over the
-        # batch)
-        pairs = min(len(real), max(2, round(c.interpolated_share * len(real))))
-        interpolated = self.condition(F.normalize(right[:pairs] + right.roll(1, 0)[:pairs], dim=1))
+        # beta = 1/2, brought back to the sphere (radius sqrt(text_dim)) that the encoder's embeddings lie on
+        interpolated = self.condition(F.normalize(right + right.roll(1, 0), dim=1))
         logs = {}
         with frozen(self.discriminator):
             fake_features = self.discriminator.image_features(fake)
             adversarial = generator_loss(self.discriminator.score(fake_features, right), "non-saturating")
             interpolation = generator_loss(
-                self.discriminator(self.generator(self.latent(pairs), interpolated), interpolated), "non-saturating"
+                self.discriminator(self.generator(self.latent(len(real)), interpolated), interpolated), "non-saturating"
             )
             g_loss = adversarial + c.interpolation_weight * interpolation
             if c.matching_weight > 0:
@@ -546,10 +539,7 @@ class Text2Image(GenerativeModel):
                 g_loss = g_loss + c.matching_weight * matching
                 logs["g_matching_loss"] = matching.detach()
         step.optimize(g_loss, "generator")
-        # the average's batch-norm statistics from half the batch, at half the cost: its running estimates
-        # (momentum 0.1) already pool about ten batches
-        half = max(2, len(real) // 2)
-        self.update_average(latent[:half], right[:half], step.batch_index - c.text_pretrain_batches)
+        self.update_average(latent, right, step.batch_index - c.text_pretrain_batches)
         return {
             "discriminator_loss": d_loss.detach(),
             **{k: v.detach() for k, v in d_losses.items()},
@@ -588,8 +578,8 @@ class Text2Image(GenerativeModel):
     @torch.no_grad()
     def update_average(self, latent: Tensor, condition: Tensor, updates: int) -> None:
         """The warmed-up weight average of G (:func:`update_weight_average`) after ``updates`` GAN batches; its
-        batch-norm statistics are its own, from a forward pass on (z, phi(t)) in training mode (G's statistics do not
-        fit the averaged weights)."""
+        batch-norm statistics are its own, from a forward pass on this batch's (z, phi(t)) in training mode (G's
+        statistics do not fit the averaged weights)."""
         if self.generator_average is None:
             return
         update_weight_average(self.generator_average, self.generator, self.config.ema_decay, updates)
