@@ -239,3 +239,41 @@ def test_cli_infogan_code_sample_and_code_accuracy(tmp_path):
         result = runner.invoke(app, ["sample", str(out), "--n", "16", "--out", str(grid), *options])
         assert result.exit_code == 0, result.output
         assert grid.stat().st_size > 0
+
+
+LAYOUT_MODELS = {
+    "dcgan": {"width": 8},
+    "infogan": {},
+    "stargan": {"generator_width": 8, "discriminator_width": 8, "critic_steps": 1},
+    "text2image": {"width": 8, "latent_dim": 8, "text_dim": 8, "compressed_dim": 4, "word_dim": 8,
+                   "text_pretrain_batches": 0},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", LAYOUT_MODELS)
+def test_channels_last_changes_the_memory_order_and_not_the_training_step(name):
+    labels = torch.stack(
+        [torch.arange(8) % 10, *(torch.arange(8) // k % s for k, s in ((1, 2), (2, 2), (1, 4), (4, 2)))], 1
+    )
+    batch = {"x": torch.rand(8, 3, 28, 28) * 2 - 1, "y": labels}
+    runs = {}
+    for layout in (True, False):
+        torch.manual_seed(0)
+        model = genzoo.create(name, (3, 28, 28), channels_last=layout, **LAYOUT_MODELS[name])
+        convolutions = [p for p in model.parameters() if p.dim() == 4]
+        wanted = torch.channels_last if layout else torch.contiguous_format
+        assert convolutions and all(p.is_contiguous(memory_format=wanted) for p in convolutions)
+        step = DirectStep(model)
+        # plain SGD: an update proportional to the gradient, where Adam's first step is +-lr for any tiny gradient
+        step.optimizers = {
+            key: torch.optim.SGD([p for group in o.param_groups for p in group["params"]], lr=0.1)
+            for key, o in step.optimizers.items()
+        }
+        torch.manual_seed(1)
+        logs = model.training_step(batch, step)
+        runs[layout] = (logs, [p.detach().contiguous() for p in model.parameters()])
+    (logs, weights), (plain_logs, plain_weights) = runs[True], runs[False]
+    for key in plain_logs:
+        torch.testing.assert_close(logs[key], plain_logs[key], rtol=1e-4, atol=1e-5)
+    for a, b in zip(weights, plain_weights):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
