@@ -19,6 +19,7 @@ from genzoo.models.translation.stargan import (
     predicted_values,
 )
 from genzoo.nn.translation import PatchDiscriminator, one_hot_groups, replicate, straight_through_clamp
+from genzoo.registry import models
 
 TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
 runner = CliRunner()
@@ -165,16 +166,18 @@ def test_the_weight_average_follows_g_keeps_its_own_statistics_and_does_the_tran
         assert not torch.allclose(translated, model.generate(images, values))
 
 
-def test_cli_trains_and_translates_to_several_attributes(tmp_path):
+def test_cli_trains_and_translates_to_several_attributes(tmp_path, monkeypatch):
     run = tmp_path / "run"
     settings = [arg for key, value in {**TINY, "eval_images": 64}.items() for arg in ("--set", f"{key}={value}")]
+    # without --max-steps or --max-epochs, train runs the model's own budget (5,300 batches; 10 here)
+    monkeypatch.setattr(models.get("stargan"), "default_batches", 10)
     result = runner.invoke(
         app,
-        ["train", "stargan", "--data", "mnist-attributes", "--max-steps", "10", "--batch-size", "8",
-         "--out", str(run), *settings],
-    )  # fmt: skip
+        ["train", "stargan", "--data", "mnist-attributes", "--batch-size", "8", "--out", str(run), *settings],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_batches"] == 10
     assert {"thickness_target_accuracy", "colour_target_accuracy", "reconstruction_l1"} <= set(metrics)
     logged = (run / "logs" / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
     assert {"critic_loss", "generator_loss", "reconstruction_loss"} <= set(logged[0].split(","))  # G's turn is logged

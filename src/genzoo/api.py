@@ -134,7 +134,8 @@ def train(
     if batch_size < 1:
         raise GenzooError("--batch-size must be at least 1")
     if max_steps is None and max_epochs is None:
-        max_epochs = DEFAULT_EPOCHS
+        max_steps = models.get(model).default_batches
+        max_epochs = DEFAULT_EPOCHS if max_steps is None else None
 
     dataset = load_dataset(data)
     precision = precision or default_precision(models.get(model).precision)  # the model's, if native here

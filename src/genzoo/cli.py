@@ -41,8 +41,10 @@ def train(
     data: Annotated[
         Optional[str], typer.Option(help="Dataset name, or folder:PATH (default: the model's, usually mnist).")
     ] = None,
-    max_epochs: Annotated[Optional[int], typer.Option(help="Epochs to train (default 10).")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Batches to train (overrides the epoch default).")] = None,
+    max_epochs: Annotated[
+        Optional[int], typer.Option(help="Epochs to train (default: the model's measured budget in batches, else 10).")
+    ] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Batches to train (overrides the defaults).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch per device.")] = 64,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/MODEL[-N]).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

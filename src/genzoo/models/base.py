@@ -94,6 +94,9 @@ class GenerativeModel(nn.Module):
     input_kind: ClassVar[InputKind] = "unit"
     default_data: ClassVar[str] = "mnist"  # what `genzoo train MODEL` uses without --data
     precision: ClassVar[str] = "32-true"  # Lightning precision used unless the user asks otherwise (measured choice)
+    # batches `genzoo train` runs when given neither --max-steps nor --max-epochs: the budget benchmarks/RESULTS.md
+    # measured the model at; None: DEFAULT_EPOCHS epochs
+    default_batches: ClassVar[int | None] = None
 
     def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
         super().__init__()

@@ -101,6 +101,7 @@ class CycleGAN(TranslationModel):
     # budget the same result: thin -> thick target 100% / class kept 93.1% in both, thick -> thin 100% / 86.2%
     # (fp32 88.3%, 10 of 478 images; class read before thin digits were grown back), cycle L1 0.021 / 0.028
     precision = "bf16-mixed"
+    default_batches = 3500  # the budget of benchmarks/RESULTS.md (about 8 idle minutes on 2 cores in bf16)
 
     def __init__(self, config: CycleGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
