@@ -132,9 +132,9 @@ class StarGAN(TranslationModel):
     # after 5,300 the fp32 result: thickness 90.9 / 89.9 / 92.7%, all four attributes 83.2 / 84.1 / 85.9%, class
     # kept 36.4 / 40.6 / 37.6% on seeds 0-2 (fp32: 92.0 / 86.7 / 93.4%, 84.2 / 80.2 / 85.1%, 36.1 / 38.5 /
     # 36.7%). channels_last on top: 1.14-1.19x the bf16 rate (batches of the two layouts interleaved in one
-    # process); the 5,300 batches then took 521 s of training on 2 cores (646 s in NCHW)
+    # process); the 5,300 batches then took 459-521 s of training on 2 cores (646 s in NCHW)
     precision = "bf16-mixed"
-    default_batches = 5300  # 521 s of training on 2 cores (the budget of benchmarks/RESULTS.md)
+    default_batches = 5300  # 459-521 s of training on 2 cores (the budget of benchmarks/RESULTS.md)
 
     def __init__(self, config: StarGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
