@@ -12,6 +12,7 @@ from genzoo.errors import GenzooError
 from genzoo.models.adversarial.base import frozen, update_weight_average, weight_average
 from genzoo.models.adversarial.dcgan import Projection
 from genzoo.models.base import DirectStep
+from test_text2image import attribute_batch
 
 runner = CliRunner()
 SUITE_KEYS = {
@@ -252,10 +253,7 @@ LAYOUT_MODELS = {
 
 @pytest.mark.parametrize("name", LAYOUT_MODELS)
 def test_channels_last_changes_the_memory_order_and_not_the_training_step(name):
-    labels = torch.stack(
-        [torch.arange(8) % 10, *(torch.arange(8) // k % s for k, s in ((1, 2), (2, 2), (1, 4), (4, 2)))], 1
-    )
-    batch = {"x": torch.rand(8, 3, 28, 28) * 2 - 1, "y": labels}
+    batch = attribute_batch()  # 8 images in [-1, 1] with [class, thickness, slant, colour, background] labels
     runs = {}
     for layout in (True, False):
         torch.manual_seed(0)
