@@ -101,18 +101,21 @@ def caption(labels: Tensor, classes: str, generator: torch.Generator, held_out: 
     """One sentence per label row [N, 1 + groups]; templates and synonyms drawn from ``generator``."""
     templates = HELD_OUT_TEMPLATES if held_out else TRAIN_TEMPLATES
     class_words = CLASS_WORDS[classes]
+    # one uniform draw per choice (template, class word, a synonym per slot), all at once: captions are written
+    # for every training batch, and 6 scalar draws per caption cost more than the rest of the writing
+    draws = torch.rand(len(labels), 2 + len(SLOTS), generator=generator).tolist()
     sentences = []
-    for row in labels.tolist():
-        template = templates[int(torch.randint(len(templates), (), generator=generator))]
-        words = {"class": _pick(class_words[row[0]], generator)}
-        for slot, group, value in zip(SLOTS, ATTRIBUTE_WORDS, row[1:]):
-            words[slot] = _pick(group[value], generator)
-        sentences.append(template.format(**words))
+    for row, (u_template, u_class, *u_slots) in zip(labels.tolist(), draws):
+        words = {"class": _pick(class_words[row[0]], u_class)}
+        for slot, group, value, u in zip(SLOTS, ATTRIBUTE_WORDS, row[1:], u_slots):
+            words[slot] = _pick(group[value], u)
+        sentences.append(_pick(templates, u_template).format(**words))
     return sentences
 
 
-def _pick(options: tuple[str, ...], generator: torch.Generator) -> str:
-    return options[int(torch.randint(len(options), (), generator=generator))]
+def _pick(options: tuple[str, ...], uniform: float) -> str:
+    """The option a uniform draw in [0, 1) falls on."""
+    return options[min(int(uniform * len(options)), len(options) - 1)]
 
 
 def encode(sentences: list[str], words: list[str], hashed_buckets: int = 0) -> Tensor:
@@ -132,10 +135,8 @@ def encode(sentences: list[str], words: list[str], hashed_buckets: int = 0) -> T
         return 1
 
     tokens = [[token_id(t) for t in tokenize(s)] or [1] for s in sentences]
-    out = torch.zeros(len(tokens), max(len(t) for t in tokens), dtype=torch.long)
-    for row, ids in enumerate(tokens):
-        out[row, : len(ids)] = torch.tensor(ids)
-    return out
+    length = max(len(t) for t in tokens)
+    return torch.tensor([ids + [0] * (length - len(ids)) for ids in tokens], dtype=torch.long)
 
 
 def caption_codes(sentences: list[str]) -> Tensor:
