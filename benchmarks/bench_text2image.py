@@ -6,7 +6,7 @@ pre-training phase), the engine's img/s over the whole run, sampling time, peak 
 evaluation on the test split (class read by the shipped classifier, attributes by the training-free measures; the
 readers' accuracies on the real test images are the ceilings).
 
-    flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py              # 6,200 batches (~13 min, bf16)
+    flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py              # 5,000 batches (~10 min, bf16)
     flock /tmp/genzoo-bench.lock python benchmarks/bench_text2image.py --quick 60   # a smoke run of ~60 s
 """
 
@@ -25,8 +25,10 @@ import genzoo
 from genzoo.data import load_dataset
 from genzoo.data.stream import BatchStream
 from genzoo.models.base import DirectStep
+from genzoo.registry import models
+from timing import as_trained
 
-FULL_BATCHES = 6200  # 12.8 idle minutes on a 2-core bf16 machine (519 img/s over the run); 5,000 fit 10 (RESULTS.md)
+FULL_BATCHES = models.get("text2image").default_batches  # what `genzoo train text2image` runs (RESULTS.md)
 HEADLINES = (
     ("held-out caption match", "held_out_caption_match"),
     ("held-out class match", "held_out_class_match"),
@@ -45,13 +47,14 @@ def gan_batch_images_per_second(data: str, settings: dict, batches: int = 20) ->
     stream = BatchStream(dataset.train, dataset.train_labels, 64, model.input_kind, dataset.levels, 0)
     first = model.config.text_pretrain_batches
     step = DirectStep(model, batch_index=first)
-    for index in range(first, first + 3):  # warm-up
-        step.batch_index = index
-        model.training_step(stream.batch(index), step)
-    started = time.perf_counter()
-    for index in range(first + 3, first + 3 + batches):
-        step.batch_index = index
-        model.training_step(stream.batch(index), step)
+    with as_trained(model):  # the precision of the genzoo.train run that follows
+        for index in range(first, first + 3):  # warm-up
+            step.batch_index = index
+            model.training_step(stream.batch(index), step)
+        started = time.perf_counter()
+        for index in range(first + 3, first + 3 + batches):
+            step.batch_index = index
+            model.training_step(stream.batch(index), step)
     return batches * 64 / (time.perf_counter() - started)
 
 

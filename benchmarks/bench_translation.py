@@ -25,8 +25,8 @@ import torch
 import genzoo
 from genzoo.data import load_dataset
 from genzoo.data.stream import BatchStream
-from genzoo.engine import default_precision
 from genzoo.models.base import DirectStep
+from timing import as_trained
 
 MODELS = ("cyclegan", "stargan", "text2image")
 HEADLINES = {
@@ -70,10 +70,7 @@ def seconds_per_batch(name: str, data: str, batch_size: int, settings: dict, bat
     model = genzoo.create(name, dataset.image_shape, **settings)
     stream = BatchStream(dataset.train, dataset.train_labels, batch_size, model.input_kind, dataset.levels, 0)
     step = DirectStep(model)
-    # the precision genzoo.train will pick (bf16 autocast where the model prefers it and the CPU has it natively),
-    # so the batch count fits the budget of the run that follows; the layout is the model's own already
-    bf16 = default_precision(model.precision).startswith("bf16")
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with as_trained(model):  # the precision of the genzoo.train run that follows
         model.training_step(stream.batch(0), step)  # warm-up
         started = time.perf_counter()
         for index in range(1, batches + 1):

@@ -2,17 +2,28 @@
 
 import time
 
+import torch
+
 from genzoo.data.stream import BatchStream
+from genzoo.engine import default_precision
 from genzoo.models.base import DirectStep, GenerativeModel
 
 
+def as_trained(model: GenerativeModel) -> torch.autocast:
+    """The autocast that ``genzoo.train`` runs ``model`` in on this machine (bf16 where the model prefers it and the
+    CPU computes bf16 natively), so a hook loop times the arithmetic the engine does; the layout is the model's own."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=default_precision(model.precision).startswith("bf16"))
+
+
 def hook_images_per_second(model: GenerativeModel, stream: BatchStream, steps: int, warmup: int = 3) -> float:
-    """Training img/s through the model's own training hook (no engine), after ``warmup`` untimed batches."""
+    """Training img/s through the model's own training hook (no engine; in the engine's precision), after
+    ``warmup`` untimed batches."""
     batches = [stream.batch(i) for i in range(steps + warmup)]
     step = DirectStep(model)
-    for batch in batches[:warmup]:
-        model.training_step(batch, step)
-    start = time.perf_counter()
-    for batch in batches[warmup:]:
-        model.training_step(batch, step)
+    with as_trained(model):
+        for batch in batches[:warmup]:
+            model.training_step(batch, step)
+        start = time.perf_counter()
+        for batch in batches[warmup:]:
+            model.training_step(batch, step)
     return steps * stream.batch_size / (time.perf_counter() - start)
