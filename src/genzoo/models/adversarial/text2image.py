@@ -380,7 +380,7 @@ class Text2Image(GenerativeModel):
     # budget took 9.3 idle minutes instead of ~11 (before the refinement convolution, which costs 1.27x a batch).
     # channels_last on top: 1.07-1.08x the bf16 rate (batches of the two layouts interleaved in one process)
     precision = "bf16-mixed"
-    default_batches = 5000  # 1,000 text pre-training and 4,000 GAN batches: 586 s of training on 2 cores
+    default_batches = 5000  # 1,000 text pre-training and 4,000 GAN batches: 564-586 s of training on 2 cores
     default_data = "mnist-attributes"  # captions are written from its attribute labels
     Config = Text2ImageConfig
 
