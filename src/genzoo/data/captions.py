@@ -115,7 +115,7 @@ def caption(labels: Tensor, classes: str, generator: torch.Generator, held_out: 
 
 def _pick(options: tuple[str, ...], uniform: float) -> str:
     """The option a uniform draw in [0, 1) falls on."""
-    return options[min(int(uniform * len(options)), len(options) - 1)]
+    return options[int(uniform * len(options))]
 
 
 def encode(sentences: list[str], words: list[str], hashed_buckets: int = 0) -> Tensor:
