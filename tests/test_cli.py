@@ -198,6 +198,9 @@ def test_resume_extends_a_finished_run(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["train_batches"] == 5
     sessions = sorted(p.parent.name for p in (out / "logs" / "csv").glob("*/metrics.csv"))
     assert sessions == ["version_0", "version_1"]  # the first session's log survives the resume
+    # a bare --resume continues toward the run's own budget (the last one given), not the model's default
+    assert runner.invoke(app, [*first, "--resume"]).exit_code == 0
+    assert json.loads((out / "metrics.json").read_text())["train_batches"] == 5
 
 
 def test_a_gan_on_a_users_folder_keeps_its_run_when_no_feature_net_exists(tmp_path):

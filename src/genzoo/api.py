@@ -106,6 +106,7 @@ def train(
 
     from genzoo.engine import BatchClock, default_precision, fit, keep_freed_memory, make_trainer, quiet_lightning
 
+    spec = models.get(model)
     if resume:
         if out is None:
             raise GenzooError("--resume needs --out, the run directory to continue")
@@ -117,12 +118,14 @@ def train(
         if not checkpoint.is_file():
             raise GenzooError(f"{run_dir} has no checkpoint to resume from")
         data, seed, batch_size = stored["data"], stored["seed"], stored["batch_size"]
-        settings = stored_settings(models.get(model).Config, stored["settings"])
+        settings = stored_settings(spec.Config, stored["settings"])
         precision = precision or stored.get("precision")  # a resumed run keeps its precision
+        if max_steps is None and max_epochs is None:  # and its budget (runs stored before it was kept: default)
+            max_steps, max_epochs = stored.get("max_steps"), stored.get("max_epochs")
     else:
-        data = data or models.get(model).default_data
+        data = data or spec.default_data
         check_dataset_name(data)
-        build_config(models.get(model).Config, settings or {})  # fail on bad settings before any file exists
+        build_config(spec.Config, settings or {})  # fail on bad settings before any file exists
         if _secondary_process():
             # a DDP worker re-launched by Lightning: rank 0 already chose and wrote the run directory
             run_dir = Path(out or os.environ[RUN_DIR_ENV])
@@ -134,11 +137,14 @@ def train(
     if batch_size < 1:
         raise GenzooError("--batch-size must be at least 1")
     if max_steps is None and max_epochs is None:
-        max_steps = models.get(model).default_batches
+        max_steps = spec.default_batches
         max_epochs = DEFAULT_EPOCHS if max_steps is None else None
+    budget = {"max_steps": max_steps, "max_epochs": max_epochs}  # stored: a bare --resume continues toward it
+    if resume and not _secondary_process() and {key: stored.get(key) for key in budget} != budget:
+        runs.write_json(run_dir / runs.CONFIG, {**stored, **budget})  # resumed with a new budget
 
     dataset = load_dataset(data)
-    precision = precision or default_precision(models.get(model).precision)  # the model's, if native here
+    precision = precision or default_precision(spec.precision)  # the model's, if native here
     L.seed_everything(seed, verbose=False)
     network = create(model, dataset.image_shape, **(settings or {}))
     if len(dataset.train) < batch_size:
@@ -155,6 +161,7 @@ def train(
                 "seed": seed,
                 "batch_size": batch_size,
                 "precision": precision,
+                **budget,
             },
         )
 

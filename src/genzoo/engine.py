@@ -182,6 +182,9 @@ class StopAfterBatches(Callback):
     def __init__(self, max_batches: int) -> None:
         self.max_batches = max_batches
 
+    def on_train_start(self, trainer: L.Trainer, adapter: ModelAdapter) -> None:
+        self.on_train_batch_end(trainer, adapter)  # a run resumed at its budget trains no further batch
+
     def on_train_batch_end(self, trainer: L.Trainer, adapter: ModelAdapter, *args: Any) -> None:
         if adapter.batches_done >= self.max_batches:
             trainer.should_stop = True
