@@ -3,15 +3,16 @@
 Two generators G: A -> B and F: B -> A (ResNet generators) and two PatchGAN discriminators D_B, D_A. The
 generators minimize (eq. 3 with the least-squares GAN loss of section 4, and the identity loss of section 5.2)
 
-    w ( L_LSGAN(G, D_B) + L_LSGAN(F, D_A) ) + lambda ( ||F(G(a)) - a||_1 + ||G(F(b)) - b||_1 )
+    w ( L_LSGAN(G, D_B) + L_LSGAN(F, D_A) ) + lambda ( ||F(G(a) + n) - a||_1 + ||G(F(b) + n') - b||_1 )
         + lambda_id lambda ( ||G(b) - b||_1 + ||F(a) - a||_1 ),     lambda = 10, lambda_id = 0.5,
 
-with L_LSGAN(G, D_B) = E[(D_B(G(a)) - 1)^2] and w = ``adversarial_weight`` = 0.5 (the paper: 1; below), and each
-discriminator minimizes its least-squares loss on real images and on generated images drawn from a history pool
-of 50. Adam (2e-4, beta1 = 0.5); the rate stays constant, then decays linearly to zero over the last
-half of training (the paper's 100 + 100 epochs, here as a fraction of ``--max-steps``). The paper's rate is kept on
-measurement: at 1e-4, 1.5e-4 and 3e-4 (3,500 batches, several seeds each; benchmarks/RESULTS.md) thick -> thin kept
-no more class over the seeds, and 3e-4 gained 1-2 points of it thin -> thick only.
+with L_LSGAN(G, D_B) = E[(D_B(G(a)) - 1)^2], w = ``adversarial_weight`` = 0.5 (the paper: 1; below), n and n'
+Gaussian noise of std ``cycle_noise`` = 0.2 (the paper: none; below), and each discriminator minimizes its
+least-squares loss on real images and on generated images drawn from a history pool of 50. Adam (2e-4, beta1 = 0.5);
+the rate stays constant, then decays linearly to zero over the last half of training (the paper's 100 + 100 epochs,
+here as a fraction of ``--max-steps``). The paper's rate is kept on measurement: at 1e-4, 1.5e-4 and 3e-4 (3,500
+batches, several seeds each, before the cycle noise; benchmarks/RESULTS.md) thick -> thin kept no more class over
+the seeds, and 3e-4 gained 1-2 points of it thin -> thick only.
 
 Domains: ``domain_a`` / ``domain_b`` are attribute values of :mod:`genzoo.data.domains` ("thin" / "thick", or
 several at once, "white,dark" / "red,light"). Each batch of ``mnist-attributes`` is split by its labels into the
@@ -33,6 +34,15 @@ it from the start, so with half the paper's adversarial weight against lambda. T
 two seeds at the 3,500-batch budget (benchmarks/RESULTS.md), let colour and background drift (other attributes
 kept 78-88% instead of 100%) and kept 1-3 points less class from thick to thin, for lower Fréchet distances;
 0.25 was no better on class and worse on Fréchet distance.
+Departure: noise in the cycle. Each translation enters the way back with Gaussian noise of std 0.2 added (in
+[-1, 1] units), the defence Bashkirova et al. (NeurIPS 2019, "Adversarial self-defense for cycle-consistent GANs")
+propose against the signal a cycle-consistent generator hides for its inverse. Thinning must drop detail of the
+thick source; without noise, F kept it as faint fill and double outlines of the thick stroke, which G could read
+back but which lose the digit (a thick 1 drawn as a narrow ring reads 8). The noise drowns faint ink, so only
+clear strokes help the reconstruction. Measured at 3,500 batches (benchmarks/RESULTS.md): on seeds 0-3 thick -> thin
+kept 90.8-92.1% of classes (85.6-88.5% without noise), thin -> thick 91.2-92.1% (91.4-92.7%); on seeds 4 and 5 the
+thinning generator turned green ink blue and kept 87.0 / 87.9%, a failure no run without noise showed. Fréchet
+distances are higher with noise (173-230 and 65-104 against 155-168 and 59-65).
 Evaluation reads the translated images' attributes with the training-free measures of
 ``domains.read_attributes`` and their class with the class reader of :func:`classifier_for`.
 """
@@ -75,6 +85,7 @@ class CycleGANConfig(TrainConfig):
     adversarial_weight: float = 0.5  # times the paper's E[(D(G(x)) - 1)^2]; the paper: 1 (see the docstring)
     cycle_weight: float = 10.0
     identity_weight: float = 0.5  # relative to cycle_weight, as in the paper
+    cycle_noise: float = added_later(0.2, before=0.0)  # std of the noise on translations in the cycle; the paper: 0
     pool_size: int = 50
     generator_width: int = 16
     residual_blocks: int = 3
@@ -103,7 +114,9 @@ class CycleGAN(TranslationModel):
     # budget the same result: thin -> thick target 100% / class kept 93.1% in both, thick -> thin 100% / 86.2%
     # (fp32 88.3%, 10 of 478 images; class read before thin digits were grown back), cycle L1 0.021 / 0.028
     precision = "bf16-mixed"
-    default_batches = 3500  # the budget of benchmarks/RESULTS.md (about 8 idle minutes on 2 cores in bf16)
+    # the budget of benchmarks/RESULTS.md: 8.2 minutes on 2 cores in bf16 on 2026-11-25, 11.6 on 2026-12-02, when the
+    # machine's bf16 matrix-multiply peak was 15-30% lower
+    default_batches = 3500
 
     def __init__(self, config: CycleGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
@@ -150,7 +163,8 @@ class CycleGAN(TranslationModel):
                 generator_loss(self.discriminator_b(fake_b)[0], "least-squares")
                 + generator_loss(self.discriminator_a(fake_a)[0], "least-squares")
             )
-        cycle = cycle_loss(self.generator_ba(fake_b), real_a) + cycle_loss(self.generator_ab(fake_a), real_b)
+        noisy_b, noisy_a = (fake + c.cycle_noise * torch.randn_like(fake) for fake in (fake_b, fake_a))
+        cycle = cycle_loss(self.generator_ba(noisy_b), real_a) + cycle_loss(self.generator_ab(noisy_a), real_b)
         identity = cycle_loss(self.generator_ab(real_b), real_b) + cycle_loss(self.generator_ba(real_a), real_a)
         total = c.adversarial_weight * adversarial + c.cycle_weight * (cycle + c.identity_weight * identity)
         return {"loss": total, "generator_loss": adversarial, "cycle_loss": cycle, "identity_loss": identity,
