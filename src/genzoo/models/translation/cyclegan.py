@@ -115,7 +115,7 @@ class CycleGAN(TranslationModel):
     # (fp32 88.3%, 10 of 478 images; class read before thin digits were grown back), cycle L1 0.021 / 0.028
     precision = "bf16-mixed"
     # the budget of benchmarks/RESULTS.md: 8.2 minutes on 2 cores in bf16 on 2026-11-25, 11.6 on 2026-12-02, when the
-    # machine's bf16 matrix-multiply peak was 15-30% lower
+    # machine's bf16 matrix-multiply peak was 14-32% lower
     default_batches = 3500
 
     def __init__(self, config: CycleGANConfig, image_shape: tuple[int, int, int]) -> None:
@@ -163,7 +163,8 @@ class CycleGAN(TranslationModel):
                 generator_loss(self.discriminator_b(fake_b)[0], "least-squares")
                 + generator_loss(self.discriminator_a(fake_a)[0], "least-squares")
             )
-        noisy_b, noisy_a = (fake + c.cycle_noise * torch.randn_like(fake) for fake in (fake_b, fake_a))
+        noisy_b = fake_b + c.cycle_noise * torch.randn_like(fake_b) if c.cycle_noise else fake_b  # 0: the paper's
+        noisy_a = fake_a + c.cycle_noise * torch.randn_like(fake_a) if c.cycle_noise else fake_a
         cycle = cycle_loss(self.generator_ba(noisy_b), real_a) + cycle_loss(self.generator_ab(noisy_a), real_b)
         identity = cycle_loss(self.generator_ab(real_b), real_b) + cycle_loss(self.generator_ba(real_a), real_a)
         total = c.adversarial_weight * adversarial + c.cycle_weight * (cycle + c.identity_weight * identity)
