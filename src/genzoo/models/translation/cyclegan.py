@@ -39,10 +39,10 @@ Departure: noise in the cycle. Each translation enters the way back with Gaussia
 propose against the signal a cycle-consistent generator hides for its inverse. Thinning must drop detail of the
 thick source; without noise, F kept it as faint fill and double outlines of the thick stroke, which G could read
 back but which lose the digit (a thick 1 drawn as a narrow ring reads 8). The noise drowns faint ink, so only
-clear strokes help the reconstruction. Measured at 3,500 batches (benchmarks/RESULTS.md): on seeds 0-3 thick -> thin
-kept 90.8-92.1% of classes (85.6-88.5% without noise), thin -> thick 91.2-92.1% (91.4-92.7%); on seeds 4 and 5 the
-thinning generator turned green ink blue and kept 87.0 / 87.9%, a failure no run without noise showed. Fréchet
-distances are higher with noise (173-230 and 65-104 against 155-168 and 59-65).
+clear strokes help the reconstruction. Measured at 3,500 batches (benchmarks/RESULTS.md): on seeds 0-3, 6 and 7
+thick -> thin kept 90.8-92.1% of classes (85.6-88.5% without noise), thin -> thick 91.0-92.1% (91.4-92.7%); on seeds
+4 and 5 the thinning generator turned green ink blue and kept 87.0 / 87.9%, a failure no run without noise showed.
+Fréchet distances are higher with noise (159-230 and 65-104 against 155-168 and 59-65).
 Evaluation reads the translated images' attributes with the training-free measures of
 ``domains.read_attributes`` and their class with the class reader of :func:`classifier_for`.
 """
