@@ -14,7 +14,7 @@ from genzoo.errors import GenzooError
 from genzoo.models.base import DirectStep
 from genzoo.models.translation.base import cycle_loss, linear_decay
 from genzoo.models.translation.cyclegan import domain_members
-from genzoo.nn.translation import ImagePool, ResnetGenerator
+from genzoo.nn.translation import ImagePool, ResnetGenerator, call_together
 
 TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
 runner = CliRunner()
@@ -151,6 +151,18 @@ def test_resnet_generator_keeps_the_image_shape_and_range(downsamplings, output)
     images = torch.rand(2, 3, 28, 28) * 2 - 1
     change = (generator(images) - images).abs().mean()
     assert change < 0.1 if output == "residual" else change > 0.3  # the residual form starts near its input
+
+
+@pytest.mark.parametrize("normalization", ["instance", "batch"])
+def test_calling_a_generator_on_two_batches_together_gives_the_separate_results(normalization):
+    torch.manual_seed(0)
+    generator = ResnetGenerator(3, width=4, blocks=1, normalization=normalization)
+    a, b = torch.randn(3, 3, 28, 28), torch.randn(5, 3, 28, 28) + 1  # b: other statistics, which batch norm keeps
+    separate = [generator(a), generator(b)]
+    for one, other in zip(call_together(generator, a, b), separate, strict=True):
+        torch.testing.assert_close(one, other, rtol=1e-5, atol=1e-5)
+    if normalization == "batch":  # batch statistics over both inputs would have changed every output
+        assert not torch.allclose(generator(torch.cat([a, b])), torch.cat(separate), atol=1e-3)
 
 
 def test_a_residual_generator_must_keep_its_input_channels():

@@ -71,7 +71,7 @@ from genzoo.models.translation.base import (
     classify,
     cycle_loss,
 )
-from genzoo.nn.translation import ImagePool, Normalization, PatchDiscriminator, ResnetGenerator
+from genzoo.nn.translation import ImagePool, Normalization, PatchDiscriminator, ResnetGenerator, call_together
 from genzoo.registry import models
 
 
@@ -103,6 +103,13 @@ def domain_members(labels: Tensor, domain: dict[int, int]) -> Tensor:
     for group, value in domain.items():
         match &= labels[:, 1 + group] == value
     return match
+
+
+def patch_loss(discriminator: PatchDiscriminator, real: Tensor, fake: Tensor) -> Tensor:
+    """The least-squares discriminator loss on real and generated images, scored in one call (a PatchGAN normalizes
+    per image, so the scores are those of two calls; see :func:`call_together`)."""
+    real_scores, fake_scores = discriminator(torch.cat([real, fake]))[0].split([len(real), len(fake)])
+    return discriminator_loss(real_scores, fake_scores, "least-squares")
 
 
 @models.register("cyclegan")
@@ -156,7 +163,8 @@ class CycleGAN(TranslationModel):
     def generator_losses(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         """All generator terms for one batch; "loss" is their weighted sum (discriminators frozen)."""
         c = self.config
-        fake_b, fake_a = self.generator_ab(real_a), self.generator_ba(real_b)
+        fake_b, same_b = call_together(self.generator_ab, real_a, real_b)  # same_*: the identity term's images
+        fake_a, same_a = call_together(self.generator_ba, real_b, real_a)
         with frozen(self.discriminator_a, self.discriminator_b):
             # the paper's E[(D(G(x)) - 1)^2], twice Mao et al.'s least-squares generator loss
             adversarial = 2 * (
@@ -166,7 +174,7 @@ class CycleGAN(TranslationModel):
         noisy_b = fake_b + c.cycle_noise * torch.randn_like(fake_b) if c.cycle_noise else fake_b  # 0: the paper's
         noisy_a = fake_a + c.cycle_noise * torch.randn_like(fake_a) if c.cycle_noise else fake_a
         cycle = cycle_loss(self.generator_ba(noisy_b), real_a) + cycle_loss(self.generator_ab(noisy_a), real_b)
-        identity = cycle_loss(self.generator_ab(real_b), real_b) + cycle_loss(self.generator_ba(real_a), real_a)
+        identity = cycle_loss(same_b, real_b) + cycle_loss(same_a, real_a)
         total = c.adversarial_weight * adversarial + c.cycle_weight * (cycle + c.identity_weight * identity)
         return {"loss": total, "generator_loss": adversarial, "cycle_loss": cycle, "identity_loss": identity,
                 "fake_a": fake_a, "fake_b": fake_b}  # fmt: skip
@@ -185,9 +193,7 @@ class CycleGAN(TranslationModel):
         update_weight_average(self.average_ab, self.generator_ab, self.config.ema_decay, step.batch_index)
         update_weight_average(self.average_ba, self.generator_ba, self.config.ema_decay, step.batch_index)
         pooled_a, pooled_b = self.pool_a.query(fake_a), self.pool_b.query(fake_b)
-        d_loss = discriminator_loss(
-            self.discriminator_a(real_a)[0], self.discriminator_a(pooled_a)[0], "least-squares"
-        ) + discriminator_loss(self.discriminator_b(real_b)[0], self.discriminator_b(pooled_b)[0], "least-squares")
+        d_loss = patch_loss(self.discriminator_a, real_a, pooled_a) + patch_loss(self.discriminator_b, real_b, pooled_b)
         step.optimize(d_loss, "discriminator")
         return {"discriminator_loss": d_loss.detach(), "lr_factor": torch.tensor(rate),
                 **{k: v.detach() for k, v in losses.items()}}  # fmt: skip
