@@ -122,7 +122,8 @@ class CycleGAN(TranslationModel):
     # (fp32 88.3%, 10 of 478 images; class read before thin digits were grown back), cycle L1 0.021 / 0.028
     precision = "bf16-mixed"
     # the budget of benchmarks/RESULTS.md: 8.2 minutes on 2 cores in bf16 on 2026-11-25, 11.6 on 2026-12-02, when the
-    # machine's bf16 matrix-multiply peak was 14-32% lower
+    # machine's bf16 matrix-multiply peak was 14-32% lower; 10.9 later that day with the batched calls of
+    # generator_losses and patch_loss. 3,000 batches (9.3 minutes) lost green on a seed that keeps it at 3,500
     default_batches = 3500
 
     def __init__(self, config: CycleGANConfig, image_shape: tuple[int, int, int]) -> None:
