@@ -1,6 +1,7 @@
 """CycleGAN: the cycle loss vanishes exactly for inverse maps, the image pool's probability, a real optimisation
 step, and the CLI end to end with ``genzoo translate``."""
 
+import copy
 import json
 
 import pytest
@@ -124,6 +125,21 @@ def test_a_real_training_step_updates_all_four_networks():
     assert all(torch.isfinite(v) for v in logs.values())
 
 
+def test_batch_norm_generators_keep_running_statistics_of_their_translations_only():
+    # evaluation normalizes with the running statistics: the identity and cycle passes (real images of the target
+    # domain, noisy translations) must not move them, or evaluation normalizes with a mix training never saw
+    model = genzoo.create("cyclegan", (3, 28, 28), **TINY, generator_normalization="batch")
+    batch = attribute_batch()
+    real_a = batch["x"][domain_members(batch["y"], model.domain_a)]
+    reference = copy.deepcopy(model.generator_ab)
+    reference(real_a)  # the translation pass alone, with the weights before the step
+    model.training_step(batch, DirectStep(model, 0, 100))
+    norms = [m for m in model.generator_ab.modules() if isinstance(m, nn.BatchNorm2d)]
+    expected = [m for m in reference.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(torch.equal(m.running_mean, e.running_mean) for m, e in zip(norms, expected, strict=True))
+    assert all(int(m.num_batches_tracked) == 1 for m in norms)
+
+
 def test_the_weight_averages_follow_the_generators_and_do_the_translating():
     model = genzoo.create("cyclegan", (3, 28, 28), ema_decay=0.999, **TINY)
     plain = genzoo.create("cyclegan", (3, 28, 28), **TINY)  # ema_decay 0: the generators translate themselves
@@ -158,11 +174,21 @@ def test_calling_a_generator_on_two_batches_together_gives_the_separate_results(
     torch.manual_seed(0)
     generator = ResnetGenerator(3, width=4, blocks=1, normalization=normalization)
     a, b = torch.randn(3, 3, 28, 28), torch.randn(5, 3, 28, 28) + 1  # b: other statistics, which batch norm keeps
-    separate = [generator(a), generator(b)]
+    norms = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    separate = [generator(a), generator(b)]  # training mode: each normalized with its own batch statistics
+    for m in norms:
+        m.reset_running_stats()
+    generator(a)
+    after_a = [m.running_mean.clone() for m in norms]  # the running statistics of a (the translation) alone
+    for m in norms:
+        m.reset_running_stats()
     for one, other in zip(call_together(generator, a, b), separate, strict=True):
         torch.testing.assert_close(one, other, rtol=1e-5, atol=1e-5)
-    if normalization == "batch":  # batch statistics over both inputs would have changed every output
-        assert not torch.allclose(generator(torch.cat([a, b])), torch.cat(separate), atol=1e-3)
+    if normalization == "batch":
+        # the running statistics (evaluation's) come from the first input only; b's pass leaves them alone
+        for m, expected in zip(norms, after_a, strict=True):
+            torch.testing.assert_close(m.running_mean, expected)
+        assert not torch.allclose(generator(torch.cat([a, b])), torch.cat(separate), atol=1e-3)  # mixing differs
 
 
 def test_a_residual_generator_must_keep_its_input_channels():

@@ -71,7 +71,14 @@ from genzoo.models.translation.base import (
     classify,
     cycle_loss,
 )
-from genzoo.nn.translation import ImagePool, Normalization, PatchDiscriminator, ResnetGenerator, call_together
+from genzoo.nn.translation import (
+    ImagePool,
+    Normalization,
+    PatchDiscriminator,
+    ResnetGenerator,
+    call_together,
+    running_statistics_kept,
+)
 from genzoo.registry import models
 
 
@@ -174,7 +181,8 @@ class CycleGAN(TranslationModel):
             )
         noisy_b = fake_b + c.cycle_noise * torch.randn_like(fake_b) if c.cycle_noise else fake_b  # 0: the paper's
         noisy_a = fake_a + c.cycle_noise * torch.randn_like(fake_a) if c.cycle_noise else fake_a
-        cycle = cycle_loss(self.generator_ba(noisy_b), real_a) + cycle_loss(self.generator_ab(noisy_a), real_b)
+        with running_statistics_kept(self.generator_ab, self.generator_ba):  # batch norm: kept from translations
+            cycle = cycle_loss(self.generator_ba(noisy_b), real_a) + cycle_loss(self.generator_ab(noisy_a), real_b)
         identity = cycle_loss(same_b, real_b) + cycle_loss(same_a, real_a)
         total = c.adversarial_weight * adversarial + c.cycle_weight * (cycle + c.identity_weight * identity)
         return {"loss": total, "generator_loss": adversarial, "cycle_loss": cycle, "identity_loss": identity,
