@@ -11,7 +11,8 @@
   discriminators (buffer of 50; once full, each query returns a stored image with probability 1/2, swapping in
   the new one).
 - :func:`replicate` and :func:`one_hot_groups`: label vectors as images for conditioning.
-- :func:`call_together`: one network on several batches in one call where that is exact.
+- :func:`call_together`: one network on several batches in one call where that is exact; with
+  :func:`running_statistics_kept`, batch norm's running statistics come from the passes that translate only.
 """
 
 from __future__ import annotations
