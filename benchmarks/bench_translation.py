@@ -6,7 +6,7 @@ its measured speed allows in the budget (a few batches are timed first), then ev
 
     flock /tmp/genzoo-bench.lock python benchmarks/bench_translation.py            # 480 s per model
     flock /tmp/genzoo-bench.lock python benchmarks/bench_translation.py --quick 20
-    ... --models cyclegan,stargan --batches 3500,5300    # fixed batch budgets (about 10 idle minutes each)
+    ... --models cyclegan,stargan --batches 2500,5300    # fixed batch budgets (about 10 idle minutes each)
     ... --models stargan --set stargan.critic_steps=1          # model settings, as --set key=value
 """
 

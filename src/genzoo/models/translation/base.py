@@ -35,6 +35,12 @@ def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
     return (reconstructed - original).abs().mean()
 
 
+def with_noise(images: Tensor, std: float) -> Tensor:
+    """``images`` with Gaussian noise of ``std`` added (0: unchanged), the defence of Bashkirova et al. (NeurIPS
+    2019) against the signal a cycle-consistent generator hides in a translation for its way back."""
+    return images + std * torch.randn_like(images) if std else images
+
+
 def linear_decay(batch_index: int, max_batches: int | None, decay_fraction: float) -> float:
     """CycleGAN's schedule as a factor of the base rate: 1 for the first part of training, then linearly to 0
     over the last ``decay_fraction`` of ``max_batches`` (100 + 100 epochs in the paper); 1 when training by
