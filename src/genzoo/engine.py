@@ -26,7 +26,7 @@ from torch import Tensor
 
 from genzoo.data.stream import BatchStream
 from genzoo.errors import GenzooError
-from genzoo.models.base import GenerativeModel
+from genzoo.models.base import GenerativeModel, schedule_learning_rates
 from genzoo.runs import atomic_open
 
 
@@ -72,11 +72,12 @@ class ModelAdapter(L.LightningModule):
         self.seed = seed
         self.batches_done = 0
         self.optimizer_names: list[str] = []
+        self.optimizers_by_name: dict[str, torch.optim.Optimizer] = {}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        optimizers = self.model.configure_optimizers()
-        self.optimizer_names = list(optimizers)
-        return list(optimizers.values())
+        self.optimizers_by_name = self.model.configure_optimizers()
+        self.optimizer_names = list(self.optimizers_by_name)
+        return list(self.optimizers_by_name.values())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         seed = batch_seed(self.seed, self.batches_done, self.global_rank)
@@ -85,6 +86,7 @@ class ModelAdapter(L.LightningModule):
         torch.default_generator.manual_seed(seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed(seed)
+        schedule_learning_rates(self.model, self.optimizers_by_name, self.batches_done, self.max_batches)
         logs = {name: float(value) for name, value in self.model.training_step(batch, LightningStep(self)).items()}
         self.batches_done += 1
         bad = [name for name, value in logs.items() if not math.isfinite(value)]

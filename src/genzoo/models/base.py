@@ -57,7 +57,8 @@ class Step(Protocol):
 
 
 class DirectStep:
-    """A :class:`Step` without Lightning, for tests, benchmarks and notebooks that call ``training_step`` by hand.
+    """A :class:`Step` without Lightning, for tests, benchmarks and notebooks that call ``training_step`` by hand;
+    the learning rates are those of batch ``batch_index``.
 
     ``calls`` records the optimizer names in the order the model used them.
     """
@@ -65,6 +66,7 @@ class DirectStep:
     def __init__(self, model: GenerativeModel, batch_index: int = 0, max_batches: int | None = None) -> None:
         self.optimizers = model.configure_optimizers()
         self.batch_index, self.max_batches = batch_index, max_batches
+        schedule_learning_rates(model, self.optimizers, batch_index, max_batches)  # as the engine does per batch
         self.calls: list[str] = []
 
     def optimize(self, loss: Tensor, optimizer: str = "model") -> None:
@@ -79,10 +81,39 @@ class TrainConfig:
     """Fields every model config has (subclass it and add the model's own)."""
 
     lr: float = 1e-3
+    # share of the planned batches (--max-steps) over which every scheduled rate decays linearly to 0 (CycleGAN's
+    # schedule); 0 keeps the rates constant
+    decay_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.lr < float("inf"):
             raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise ValueError(f"decay_fraction must be between 0 and 1, got {self.decay_fraction}")
+
+
+def linear_decay(batch_index: int, max_batches: int | None, decay_fraction: float) -> float:
+    """The learning-rate factor of CycleGAN's schedule: 1 for the first part of training, then linearly to 0
+    over the last ``decay_fraction`` of ``max_batches`` (100 + 100 epochs in the paper); 1 when training by
+    epochs (the total is unknown)."""
+    if not max_batches or decay_fraction <= 0:
+        return 1.0
+    start = max_batches * (1 - decay_fraction)
+    return float(min(1.0, max(0.0, (max_batches - batch_index) / max(max_batches - start, 1))))
+
+
+def schedule_learning_rates(
+    model: GenerativeModel, optimizers: dict[str, torch.optim.Optimizer], batch_index: int, max_batches: int | None
+) -> float:
+    """Sets the rate of every optimizer the model schedules (``decayed_optimizers``) for batch ``batch_index``:
+    its initial rate times :func:`linear_decay`; the engine calls it before each training batch. Returns the
+    factor."""
+    factor = linear_decay(batch_index, max_batches, model.config.decay_fraction)
+    names = optimizers if model.decayed_optimizers is None else model.decayed_optimizers
+    for name in names:
+        for group in optimizers[name].param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+    return factor
 
 
 class GenerativeModel(nn.Module):
@@ -97,6 +128,8 @@ class GenerativeModel(nn.Module):
     # batches `genzoo train` runs when given neither --max-steps nor --max-epochs: the budget benchmarks/RESULTS.md
     # measured the model at; None: DEFAULT_EPOCHS epochs
     default_batches: ClassVar[int | None] = None
+    # the optimizers whose rates follow ``config.decay_fraction`` (None: all of them)
+    decayed_optimizers: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ from torch import Tensor
 from genzoo.data.domains import base_dataset_of, canonical_grey, read_attributes
 from genzoo.data.images import read_image_file
 from genzoo.errors import GenzooError
-from genzoo.models.base import GenerativeModel, Step, adam
+from genzoo.models.base import GenerativeModel, adam
 
 EXAMPLES = 64  # real training images kept in the weights for ``sample``
 EVAL_CHUNK = 250
@@ -39,16 +39,6 @@ def with_noise(images: Tensor, std: float) -> Tensor:
     """``images`` with Gaussian noise of ``std`` added (0: unchanged), the defence of Bashkirova et al. (NeurIPS
     2019) against the signal a cycle-consistent generator hides in a translation for its way back."""
     return images + std * torch.randn_like(images) if std else images
-
-
-def linear_decay(batch_index: int, max_batches: int | None, decay_fraction: float) -> float:
-    """CycleGAN's schedule as a factor of the base rate: 1 for the first part of training, then linearly to 0
-    over the last ``decay_fraction`` of ``max_batches`` (100 + 100 epochs in the paper); 1 when training by
-    epochs (the total is unknown)."""
-    if not max_batches or decay_fraction <= 0:
-        return 1.0
-    start = max_batches * (1 - decay_fraction)
-    return float(min(1.0, max(0.0, (max_batches - batch_index) / max(max_batches - start, 1))))
 
 
 def classifier_for(data: str | None) -> Any:
@@ -81,7 +71,6 @@ class TranslationModel(GenerativeModel):
         super().__init__(config, image_shape)
         self.register_buffer("examples", torch.zeros(EXAMPLES, *self.image_shape))
         self.register_buffer("example_count", torch.zeros((), dtype=torch.long))
-        self.optimizers_by_name: dict[str, torch.optim.Optimizer] = {}
 
     def remember_examples(self, images: Tensor) -> None:
         """Fill the example buffer with the first real training images seen."""
@@ -104,13 +93,6 @@ class TranslationModel(GenerativeModel):
                 "train it on mnist-attributes or fashion-attributes"
             )
         return labels
-
-    def schedule_learning_rate(self, step: Step) -> float:
-        factor = linear_decay(step.batch_index, step.max_batches, self.config.decay_fraction)
-        for optimizer in self.optimizers_by_name.values():
-            for group in optimizer.param_groups:
-                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
-        return factor
 
     def adam(self, parameters: Any, lr: float) -> torch.optim.Optimizer:
         return adam(parameters, lr, (self.config.beta1, self.config.beta2))

@@ -172,11 +172,7 @@ class CycleGAN(TranslationModel):
         c = self.config
         generators = [*self.generator_ab.parameters(), *self.generator_ba.parameters()]
         discriminators = [*self.discriminator_a.parameters(), *self.discriminator_b.parameters()]
-        self.optimizers_by_name = {
-            "generator": self.adam(generators, c.lr),
-            "discriminator": self.adam(discriminators, c.lr),
-        }
-        return self.optimizers_by_name
+        return {"generator": self.adam(generators, c.lr), "discriminator": self.adam(discriminators, c.lr)}
 
     def generator_losses(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         """All generator terms for one batch; "loss" is their weighted sum (discriminators frozen)."""
@@ -204,7 +200,6 @@ class CycleGAN(TranslationModel):
         if len(real_a) == 0 or len(real_b) == 0:
             return {}
         self.remember_examples(real_a)
-        rate = self.schedule_learning_rate(step)
         losses = self.generator_losses(real_a, real_b)
         fake_a, fake_b = losses.pop("fake_a"), losses.pop("fake_b")
         step.optimize(losses.pop("loss"), "generator")
@@ -213,8 +208,7 @@ class CycleGAN(TranslationModel):
         pooled_a, pooled_b = self.pool_a.query(fake_a), self.pool_b.query(fake_b)
         d_loss = patch_loss(self.discriminator_a, real_a, pooled_a) + patch_loss(self.discriminator_b, real_b, pooled_b)
         step.optimize(d_loss, "discriminator")
-        return {"discriminator_loss": d_loss.detach(), "lr_factor": torch.tensor(rate),
-                **{k: v.detach() for k, v in losses.items()}}  # fmt: skip
+        return {"discriminator_loss": d_loss.detach(), **{k: v.detach() for k, v in losses.items()}}
 
     @property
     def translators(self) -> tuple[nn.Module, nn.Module]:

@@ -166,11 +166,10 @@ class StarGAN(TranslationModel):
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
-        self.optimizers_by_name = {
+        return {
             "discriminator": self.adam(self.discriminator.parameters(), c.lr),
             "generator": self.adam(self.generator.parameters(), c.lr),
         }
-        return self.optimizers_by_name
 
     @property
     def translator(self) -> nn.Module:
@@ -218,7 +217,6 @@ class StarGAN(TranslationModel):
         source_values = self.check_labels(batch.get("y"))[:, 1:]
         target_values = source_values[torch.randperm(len(real), device=real.device)]
         self.remember_examples(real)
-        self.schedule_learning_rate(step)
         # after every critic_steps-th critic update, as the official code's (i + 1) % n_critic == 0; it also puts
         # G's losses on the batches the engine logs (every 10th)
         generator_turn = (step.batch_index + 1) % self.config.critic_steps == 0
