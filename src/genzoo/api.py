@@ -36,16 +36,29 @@ def create(name: str, image_shape: tuple[int, int, int] = (1, 28, 28), **setting
     return cls(build_config(cls.Config, settings), tuple(image_shape))
 
 
-def load(run_dir: str | Path) -> GenerativeModel:
-    """A trained model from its run directory (JSON config + safetensors weights; nothing is unpickled)."""
-    path = Path(run_dir)
+def load(run_or_name: str | Path) -> GenerativeModel:
+    """A trained model: from its run directory if that path exists (JSON config + safetensors weights; nothing is
+    unpickled), else the pretrained zoo entry of that name (``genzoo.zoo``)."""
+    from genzoo import zoo
+
+    path = Path(run_or_name)
+    if not path.exists():
+        if zoo.has(str(run_or_name)):
+            return zoo.load(str(run_or_name))
+        raise zoo.unknown(str(run_or_name))
     config = runs.read_run_config(path)
-    settings = stored_settings(models.get(config["model"]).Config, config["settings"])
-    model = create(config["model"], tuple(config["image_shape"]), **settings)
+    model = model_from_config(config)
     runs.load_weights(model, path / runs.WEIGHTS)
     model.eval()
     model.run_config = config
     return model
+
+
+def model_from_config(config: dict[str, Any]) -> GenerativeModel:
+    """A new model as a stored run config describes it (settings it lacks take their values from before they
+    were added)."""
+    settings = stored_settings(models.get(config["model"]).Config, config["settings"])
+    return create(config["model"], tuple(config["image_shape"]), **settings)
 
 
 def _check_shape(model: GenerativeModel, image_shape: tuple[int, ...], data: str) -> None:

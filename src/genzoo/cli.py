@@ -121,7 +121,7 @@ def sample_options(model: object, args: list[str]) -> dict[str, object]:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sample(
     ctx: typer.Context,
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    run: Annotated[Path, typer.Argument(help="Run directory or zoo name (see `genzoo zoo`).")],
     n: Annotated[int, typer.Option(help="Number of samples.")] = 64,
     out: Annotated[Path, typer.Option(help="PNG file for the grid.")] = Path("samples.png"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -146,7 +146,7 @@ def sample(
 
 @app.command("eval")
 def eval_command(
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    run: Annotated[Path, typer.Argument(help="Run directory or zoo name (see `genzoo zoo`).")],
     data: Annotated[Optional[str], typer.Option(help="Dataset (default: the one it was trained on).")] = None,
 ) -> None:
     """Evaluate a trained run on a test split and print the metrics as JSON."""
@@ -154,6 +154,42 @@ def eval_command(
 
     model = genzoo.load(run)
     typer.echo(json.dumps(genzoo.evaluate(model, data), indent=2))
+
+
+@app.command()
+def zoo(
+    name: Annotated[Optional[str], typer.Argument(help="An entry: print its card (default: the table).")] = None,
+) -> None:
+    """The pretrained zoo: every entry with its data, metric beside the paper's, and size; or one entry's card."""
+    from genzoo import zoo as entries
+
+    if name is not None:
+        typer.echo(json.dumps(entries.card(name), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "model", "data", "metric", "genzoo", "paper", "MB", box=None)
+    for entry in map(entries.card, entries.names()):
+        headline, paper = entry.get("headline", {}), entry.get("paper", {})
+        table.add_row(
+            entry["name"],
+            entry["model"],
+            entry["config"]["data"],
+            headline.get("metric", "-"),
+            _number(headline.get("value")),
+            _number(paper.get("value")),
+            f"{entry['weights']['bytes'] / 1e6:.1f}",
+        )
+    Console(width=160).print(table)
+
+
+def _number(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)
 
 
 metrics_app = typer.Typer(help="The sample-quality metric suite's feature networks.", no_args_is_help=True)
@@ -185,8 +221,10 @@ def train_features(
 
 @app.command()
 def interpolate(
-    run: Annotated[Path, typer.Argument(help="Run directory of a latent variable model (vae, aae).")],
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNG files (default: the run directory).")] = None,
+    run: Annotated[Path, typer.Argument(help="Run directory or zoo name of a latent variable model (vae, aae).")],
+    out: Annotated[
+        Optional[Path], typer.Option(help="Folder for the PNG files (default: the run directory; for a zoo name, .).")
+    ] = None,
     pairs: Annotated[int, typer.Option(help="Pairs of test images to interpolate between.")] = 8,
     steps: Annotated[int, typer.Option(help="Images per interpolation / traversal row.")] = 10,
     spherical: Annotated[bool, typer.Option(help="Spherical instead of linear interpolation.")] = False,
@@ -203,7 +241,7 @@ def interpolate(
 
 @app.command()
 def translate(
-    run: Annotated[Path, typer.Argument(help="Run directory of a translation model (cyclegan, stargan).")],
+    run: Annotated[Path, typer.Argument(help="Run directory or zoo name of a translation model (cyclegan, stargan).")],
     input: Annotated[Path, typer.Option(help="PNG/JPEG image to translate.")],
     to: Annotated[str, typer.Option(help="Target: A or B (cyclegan); attributes such as thick,red (stargan).")],
     out: Annotated[Optional[Path], typer.Option(help="PNG of input and translation (default INPUT-to-TO.png).")] = None,

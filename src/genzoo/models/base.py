@@ -155,6 +155,11 @@ class GenerativeModel(nn.Module):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(self.parameters(), self.config.lr)}
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        """Names of the submodules (and buffers) that only training uses, such as a GAN's critic: the zoo ships
+        the rest, and ``sample`` / ``evaluate`` / ``figures`` must not read them (tested with them set to NaN)."""
+        return ()
+
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
         raise NotImplementedError
 

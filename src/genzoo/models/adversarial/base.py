@@ -95,6 +95,9 @@ class AdversarialModel(GenerativeModel):
     generator: nn.Module
     discriminator: nn.Module
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",)
+
     def __init__(self, config: AdversarialConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
         if config.loss not in ADVERSARIAL_LOSSES:

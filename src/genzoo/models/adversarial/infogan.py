@@ -103,6 +103,9 @@ class InfoGAN(AdversarialModel):
     # defaults (translations, continuous weight 1) were measured in fp32, on a CPU without native bf16
     precision = "bf16-mixed"
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ()  # Q, which evaluate's code accuracy reads, shares D's trunk; D's own head is one small layer
+
     def __init__(self, config: InfoGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
         channels, height, width = image_shape

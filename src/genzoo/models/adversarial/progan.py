@@ -189,6 +189,9 @@ class ProGAN(AdversarialModel):
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self.padding = ((size - height) // 2, (size - width) // 2)
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",) if self.generator_ema is None else ("discriminator", "generator")
+
     def stage(self, images_seen: int | None = None) -> tuple[int, float]:
         """(level, alpha) of the growth schedule after ``images_seen`` images (default: those trained on)."""
         seen = int(self.images_seen) if images_seen is None else images_seen

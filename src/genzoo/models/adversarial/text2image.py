@@ -408,6 +408,9 @@ class Text2Image(GenerativeModel):
         self.register_buffer("example_count", torch.zeros((), dtype=torch.long))
         self._lay_out_parameters()
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",) if self.generator_average is None else ("discriminator", "generator")
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         betas = (c.beta1, c.beta2)

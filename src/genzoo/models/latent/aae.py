@@ -107,6 +107,9 @@ class AAE(LatentModel):
             nn.Linear(config.discriminator_hidden, 1),
         )
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",)  # the adversary on codes; sampling and evaluation use the prior and the decoder
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         autoencoder = [*self.encoder.parameters(), *self.decoder.parameters(), *self.pixels.parameters()]
         betas = (0.5, 0.999)  # the usual GAN setting for the adversarial pair

@@ -168,6 +168,12 @@ class CycleGAN(TranslationModel):
         self.pool_a = ImagePool(config.pool_size, self.image_shape)
         self.pool_b = ImagePool(config.pool_size, self.image_shape)
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        critics_and_pools = ("discriminator_a", "discriminator_b", "pool_a", "pool_b")
+        if self.average_ab is None or self.average_ba is None:
+            return critics_and_pools
+        return (*critics_and_pools, "generator_ab", "generator_ba")
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         generators = [*self.generator_ab.parameters(), *self.generator_ba.parameters()]

@@ -164,6 +164,9 @@ class StarGAN(TranslationModel):
         )  # fmt: skip
         self._lay_out_parameters()
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",) if self.generator_average is None else ("discriminator", "generator")
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         return {
