@@ -1,6 +1,7 @@
 """GAN, DCGAN, InfoGAN: real optimisation steps, what each update may touch, shapes, codes, and the CLI end to end."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -275,3 +276,18 @@ def test_channels_last_changes_the_memory_order_and_not_the_training_step(name):
         torch.testing.assert_close(logs[key], plain_logs[key], rtol=1e-4, atol=1e-5)
     for a, b in zip(weights, plain_weights):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gan_reports_the_papers_parzen_window_on_its_evaluation_samples():
+    # the window sits on the same eval_samples images the feature suite scores; sigma is fitted on the first half
+    # of the test images and the second half is scored
+    model = genzoo.create("gan", generator_hidden=32, discriminator_units=8, eval_samples=60).eval()
+    x = torch.rand(41, 1, 28, 28) * 2 - 1
+    metrics = model.evaluate(x, None, 256, data="mnist")
+    assert SUITE_KEYS <= metrics.keys()
+    assert (metrics["parzen_samples"], metrics["parzen_validation_images"], metrics["parzen_test_images"]) == (
+        60,
+        20,
+        21,
+    )
+    assert metrics["parzen_sigma"] > 0 and math.isfinite(metrics["parzen_log_likelihood_nats"])
