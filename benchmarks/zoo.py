@@ -242,11 +242,6 @@ def headline(metrics: dict, recipe: Recipe) -> float:
     return float(metrics[recipe.metric])
 
 
-def best(run_dirs: list[Path], recipe: Recipe) -> Path:
-    scored = [(headline(runs.read_json(d / runs.METRICS), recipe), d) for d in run_dirs]
-    return (min if recipe.lower_is_better else max)(scored, key=lambda pair: pair[0])[1]
-
-
 def within_tolerance(reference: float, value: float, metric: str) -> bool:
     if metric == "nll_nats":
         return abs(value - reference) <= TOLERANCE["nats"]
@@ -277,18 +272,16 @@ def check_subset(model: genzoo.models.base.GenerativeModel) -> dict | None:
 
 def pack(name: str, run_dirs: list[Path], curve: list | None = None) -> dict:
     recipe = RECIPES[name]
-    shipped = best(run_dirs, recipe)
+    # every seed scored by today's evaluation of its fp32 weights (what `genzoo eval RUN` prints); the best ships
+    scores = {d: headline(evaluate(load(d)), recipe) for d in run_dirs}
+    shipped = (min if recipe.lower_is_better else max)(scores, key=scores.get)
     config = runs.read_run_config(shipped)
     trained = runs.read_json(shipped / runs.METRICS)
     model = load(shipped)
-    reference = headline(evaluate(model), recipe)  # the fp32 weights, scored as genzoo eval scores them
+    reference = scores[shipped]
     seeds = [
-        {
-            "seed": runs.read_json(d / runs.CONFIG)["seed"],
-            recipe.metric: headline(runs.read_json(d / runs.METRICS), recipe),
-            "shipped": d == shipped,
-        }
-        for d in run_dirs
+        {"seed": runs.read_json(d / runs.CONFIG)["seed"], recipe.metric: score, "shipped": d == shipped}
+        for d, score in scores.items()
     ]
     card = {
         "name": name,
