@@ -3,6 +3,7 @@
     GENZOO_DATA_DIR=../shared/data python benchmarks/zoo.py train NAME [NAME ...] | all   # trains, then packs
     python benchmarks/zoo.py pack NAME --run DIR [--run DIR ...]    # packs finished runs (one per seed)
     python benchmarks/zoo.py commands                               # every entry's training command
+    python benchmarks/zoo.py table | figures                        # the README's table, docs/figures/NAME.png
 
 ``RECIPES`` is the one place the entries' commands live: ``train`` runs exactly ``genzoo train ...`` as written
 here, and ``pack`` copies the same command into the card (a test checks that every card's command is its
@@ -82,7 +83,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "nade": Recipe(
         "nade",
-        f"{BINARIZED} --max-steps 78100 --set decay_fraction=1",
+        f"{BINARIZED} --max-steps 39050 --set decay_fraction=1",
         "nll_nats",
         Paper(NADE_PAPER, 88.33, "500 hidden units, fixed order (88.33 in Uria et al., JMLR 2016; 88.86 in 2011)"),
         "<= 88.5 nats",
@@ -113,7 +114,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "diagonal_bilstm": Recipe(
         "diagonal_bilstm",
-        f"{BINARIZED} --max-steps 781",
+        f"{BINARIZED} --max-steps 390",
         "nll_nats",
         Paper(PIXEL_RNN, 79.20, "table 4, binarized MNIST"),
         "<= 85 nats, and the best of the three PixelRNN-family models at equal epochs",
@@ -121,7 +122,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "vae": Recipe(
         "vae",
-        f"{BINARIZED} --max-steps 78100 --set decay_fraction=1 --set eval_k=1000",
+        f"{BINARIZED} --max-steps 39050 --set decay_fraction=1 --set eval_k=1000",
         "nll_nats",
         Paper(IWAE, 86.76, "VAE, one stochastic layer, k = 1 (test NLL by the k = 5000 estimate)"),
         "<= 88.0 nats (IWAE estimate, k = 1000)",
@@ -298,7 +299,7 @@ def pack(name: str, run_dirs: list[Path], curve: list | None = None) -> dict:
             "minutes": round(trained.get("train_seconds", 0) / 60, 1),
             "images_per_second": round(trained.get("train_images_per_second", 0)),
             "precision": trained.get("train_precision"),
-            "machine": machine(),
+            "machine": {**machine(), "threads": trained.get("train_threads")},
         },
         "weights": {"dropped": list(model.training_only_modules())},
     }
@@ -322,6 +323,45 @@ def pack(name: str, run_dirs: list[Path], curve: list | None = None) -> dict:
     return card
 
 
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+FAMILY_ORDER = ("likelihood", "latent", "adversarial", "translation")
+
+
+def table() -> str:
+    """The README's zoo table (markdown), one row per entry, the lecture's order."""
+    rows = [
+        "| entry | data | training | metric | genzoo | paper | target | command |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    cards = sorted(map(zoo.card, zoo.names()), key=lambda c: (FAMILY_ORDER.index(c["family"]), c["name"]))
+    for card in cards:
+        training = card["training"]
+        seeds = f", {len(card['seeds'])} seeds" if len(card["seeds"]) > 1 else ""
+        paper = card["paper"]["value"]
+        rows.append(
+            f"| `{card['name']}` | {card['config']['data']} | {training['batches']:,} batches, "
+            f"{training['minutes']} min{seeds} | {card['headline']['metric']} | {number(card['headline']['value'])} | "
+            f"{'-' if paper is None else number(paper)} | {card['target'] or '-'} | `{card['command']}` |"
+        )
+    return "\n".join(rows)
+
+
+def number(value: float) -> str:
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def figures() -> None:
+    """docs/figures/NAME.png: 32 samples of every entry (seed 0), what `genzoo sample NAME --n 32` draws."""
+    from genzoo.viz import save_grid
+
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    for name in zoo.names():
+        model = load(name)
+        torch.manual_seed(0)
+        images = genzoo.sample_images(model, 32, model.run_config.get("levels", 256))
+        print(save_grid(images, FIGURES / f"{name}.png", columns=8, scale=max(1, 56 // model.image_shape[-1])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
@@ -333,11 +373,17 @@ def main() -> None:
     p.add_argument("--run", type=Path, action="append", required=True)
     p.add_argument("--curve", type=Path, help="JSON list of [batches, test metric] pairs for the card")
     sub.add_parser("commands")
+    sub.add_parser("table")
+    sub.add_parser("figures")
     args = parser.parse_args()
     if args.action == "commands":
         for name, recipe in RECIPES.items():
             for seed in recipe.seeds:
                 print(f"{name}: {recipe.command(seed)}")
+    elif args.action == "table":
+        print(table())
+    elif args.action == "figures":
+        figures()
     elif args.action == "train":
         for name in sorted(RECIPES) if args.names == ["all"] else args.names:
             pack(name, train(name, tuple(args.seeds) if args.seeds else None))

@@ -77,7 +77,7 @@ def make_run(tmp_path):
         (["train", "stargan", "--set", "generator_normalization=foo"], "expected one of instance, batch, got 'foo'"),
         (["train", "nade", "--data", "folder:{tmp}/empty"], "has no images"),
         (["sample", "{tmp}"], "is not a run directory"),
-        (["eval", "{tmp}/missing"], "is not a run directory"),
+        (["eval", "{tmp}/missing"], "neither a run directory"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):

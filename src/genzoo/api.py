@@ -229,6 +229,7 @@ def train(
         train_images_per_second=batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
         train_seconds=seconds,
         train_precision=trainer.precision,  # the model's preference falls back to fp32 off native bf16
+        train_threads=torch.get_num_threads(),
         sample_seconds=sample_seconds,
         samples=samples,
     )

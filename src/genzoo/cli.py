@@ -21,18 +21,49 @@ app = typer.Typer(
 
 
 @app.command("list")
-def list_command() -> None:
+def list_command(
+    budgets: Annotated[
+        bool, typer.Option("--budgets", help="What `genzoo train MODEL` runs without flags, and about how long.")
+    ] = False,
+) -> None:
     """List the registered models (by family) and datasets."""
     import genzoo
     from genzoo.data import dataset_names
     from genzoo.registry import models
 
+    if budgets:
+        for line in default_budgets():
+            typer.echo(line)
+        return
     by_family: dict[str, list[str]] = {}
     for name in genzoo.list_models():
         by_family.setdefault(models.get(name).family, []).append(name)
     for family, names in sorted(by_family.items()):
         typer.echo(f"{family}: {', '.join(names)}")
     typer.echo(f"datasets: {', '.join(dataset_names())}")
+
+
+def default_budgets() -> list[str]:
+    """One line per model: default data, budget and precision of the plain `genzoo train MODEL`, with the time its
+    zoo entry took per batch scaled to that budget (the zoo card names the machine)."""
+    import genzoo
+    from genzoo import zoo
+    from genzoo.api import DEFAULT_EPOCHS
+    from genzoo.registry import models
+
+    lines = []
+    for name in genzoo.list_models():
+        spec = models.get(name)
+        budget = f"{spec.default_batches:,} batches" if spec.default_batches else f"{DEFAULT_EPOCHS} epochs"
+        line = f"{name}: {spec.default_data}, {budget}, {spec.precision}"
+        entries = [zoo.card(entry) for entry in zoo.names() if zoo.card(entry)["model"] == name]
+        if entries and spec.default_batches and entries[0]["training"]["batches"]:
+            training = entries[0]["training"]
+            minutes = training["minutes"] * spec.default_batches / training["batches"]
+            threads = training["machine"]["threads"]
+            line += f", about {minutes:.0f} min ({threads} thread{'s' * (threads > 1)}, as its zoo entry trained)"
+        lines.append(line)
+    return lines
 
 
 @app.command()

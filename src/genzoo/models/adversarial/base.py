@@ -32,7 +32,7 @@ class AdversarialConfig(TrainConfig):
     beta1: float = 0.5
     beta2: float = 0.999
     loss: str = "non-saturating"  # one of genzoo.losses.ADVERSARIAL_LOSSES
-    eval_samples: int = 2000  # generated images scored by evaluate
+    eval_samples: int = 10_000  # generated images scored by evaluate (Fréchet distance is biased at small counts)
     eval_seed: int = 0  # evaluate draws its noise from this seed: the same run gives the same numbers
     inception_weights: str | None = None  # TorchScript Inception-v3 file: adds the standard FID to evaluate
 

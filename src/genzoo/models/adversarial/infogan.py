@@ -99,6 +99,7 @@ class InfoGAN(AdversarialModel):
     """GAN with a categorical and continuous latent codes recovered by a Q head on D's trunk."""
 
     Config = InfoGANConfig
+    default_batches = 5500  # the budget of its zoo entry and results row
     # 1.9x fp32's img/s on a bf16-native CPU, with the same code accuracy then (benchmarks/RESULTS.md); the current
     # defaults (translations, continuous weight 1) were measured in fp32, on a CPU without native bf16
     precision = "bf16-mixed"

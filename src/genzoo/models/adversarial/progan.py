@@ -170,6 +170,7 @@ class ProGAN(AdversarialModel):
     """Progressive growing GAN with WGAN-GP + drift; see the module docstring."""
 
     Config = ProGANConfig
+    default_batches = 2600  # the budget of its zoo entry and results row
 
     def __init__(self, config: ProGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)

@@ -151,6 +151,7 @@ class PuzzleGAN(AdversarialModel):
     """Whole images and part masks from K key patches; see the module docstring."""
 
     Config = PuzzleGANConfig
+    default_batches = 2600  # the budget of its zoo entry and results row
 
     def __init__(self, config: PuzzleGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)

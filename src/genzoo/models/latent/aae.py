@@ -94,6 +94,7 @@ class AAE(LatentModel):
     """Adversarial autoencoder with a latent discriminator; three optimizers, one per phase."""
 
     Config = AAEConfig
+    default_batches = 5000  # the budget of its zoo entry and results row
 
     def __init__(self, config: AAEConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
