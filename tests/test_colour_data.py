@@ -32,7 +32,7 @@ def write_cifar_archive(path, records: dict[str, bytes]) -> None:
 
 
 def made_cifar(folder) -> dict[str, bytes]:
-    records = {f"data_batch_{i}.bin": cifar_records([i, 9 - i], 10 * i) for i in range(1, 6)}
+    records = {f"data_batch_{i}.bin": cifar_records([i, 10 - i], 10 * i) for i in range(1, 6)}
     records["test_batch.bin"] = cifar_records([7, 3, 0], 200)
     write_cifar_archive(folder / colour.CIFAR10_FILE, records)
     return records
@@ -43,7 +43,7 @@ def test_cifar10_is_read_from_the_binary_archive_in_the_data_directory(tmp_path,
     monkeypatch.setenv("GENZOO_DATA_DIR", str(tmp_path))
     data = load_dataset("cifar10")
     assert data.image_shape == (3, 32, 32) and data.levels == 256 and "binary version" in data.source
-    assert data.train_labels.tolist() == [1, 8, 2, 7, 3, 6, 4, 5, 5, 4]  # batches 1..5 in order
+    assert data.train_labels.tolist() == [1, 9, 2, 8, 3, 7, 4, 6, 5, 5]  # batches 1..5 in order
     assert data.test_labels.tolist() == [7, 3, 0]
     # planes are red, green, blue, each row by row: record 1 of batch 2 holds 23, 24, 25
     assert data.train[3, :, 0, 0].tolist() == [23, 24, 25] and torch.all(data.train[3, 2] == 25)
@@ -97,7 +97,7 @@ def write_celeba_lists(folder, n: int = 7) -> list[str]:
     splits = [0, 0, 0, 0, 1, 2, 2][:n]
     (folder / colour.CELEBA_PARTITION).write_text("".join(f"{name} {s}\n" for name, s in zip(names, splits)))
     attribute_names = [f"Attribute_{a}" for a in range(40)]
-    rows = [" ".join(["%2d" % (1 if (i + a) % 3 == 0 else -1) for a in range(40)]) for i in range(n)]
+    rows = [" ".join([f"{1 if (i + a) % 3 == 0 else -1:2d}" for a in range(40)]) for i in range(n)]
     (folder / colour.CELEBA_ATTRIBUTES).write_text(
         f"{n}\n{' '.join(attribute_names)}\n" + "".join(f"{name} {row}\n" for name, row in zip(names, rows))
     )
