@@ -30,3 +30,19 @@ def isolated_cache(tmp_path, monkeypatch):
     yield tmp_path / "cache"
     _loaded.clear()
     _loaded.update(saved)
+
+
+@pytest.fixture
+def dataset_or_skip():
+    """``dataset_or_skip("fashion-mnist")``: the dataset, or the test skips saying why (data that is merely absent
+    on this machine, e.g. without Debian's dataset-fashion-mnist, offline, is no failure)."""
+    from genzoo.data import load_dataset
+    from genzoo.errors import DataUnavailable
+
+    def load(name):
+        try:
+            return load_dataset(name)
+        except DataUnavailable as err:
+            pytest.skip(f"{name} is not available here: {err}")
+
+    return load

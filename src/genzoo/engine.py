@@ -73,6 +73,14 @@ class ModelAdapter(L.LightningModule):
         self.batches_done = 0
         self.optimizer_names: list[str] = []
         self.optimizers_by_name: dict[str, torch.optim.Optimizer] = {}
+        self.stream: BatchStream | None = None
+
+    def setup(self, stage: str) -> None:
+        """The in-memory dataset moves to this process's device once, and batches are built there from then on.
+        Here, not in ``on_train_start``: Lightning fetches the first batch between the two."""
+        device = self.trainer.strategy.root_device
+        if self.stream is not None and self.stream.device != device:
+            self.stream.to(device)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         self.optimizers_by_name = self.model.configure_optimizers()
@@ -301,6 +309,7 @@ def fit(
 ) -> ModelAdapter:
     """Run Lightning's fit; ``checkpoint`` resumes exactly (weights, optimizers, batch counter, data order)."""
     adapter = ModelAdapter(model, max_batches, seed)
+    adapter.stream = stream
     stream.position = lambda: adapter.batches_done
     trainer.fit(adapter, train_dataloaders=stream, ckpt_path=checkpoint)
     return adapter
