@@ -3,7 +3,7 @@
     GENZOO_DATA_DIR=../shared/data python benchmarks/zoo.py train NAME [NAME ...] | all   # trains, then packs
     python benchmarks/zoo.py pack NAME --run DIR [--run DIR ...]    # packs finished runs (one per seed)
     python benchmarks/zoo.py commands                               # every entry's training command
-    python benchmarks/zoo.py table | figures                        # the README's table, docs/figures/NAME.png
+    python benchmarks/zoo.py table | figures     # the README's zoo table (rewritten in place), docs/figures/NAME.png
 
 ``RECIPES`` is the one place the entries' commands live: ``train`` runs exactly ``genzoo train ...`` as written
 here, and ``pack`` copies the same command into the card (a test checks that every card's command is its
@@ -323,7 +323,10 @@ def pack(name: str, run_dirs: list[Path], curve: list | None = None) -> dict:
     return card
 
 
-FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "docs" / "figures"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- zoo: begin -->", "<!-- zoo: end -->"
 FAMILY_ORDER = ("likelihood", "latent", "adversarial", "translation")
 
 
@@ -381,6 +384,11 @@ def main() -> None:
             for seed in recipe.seeds:
                 print(f"{name}: {recipe.command(seed)}")
     elif args.action == "table":
+        text = README.read_text()
+        if BEGIN not in text or END not in text:
+            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+        head, rest = text.split(BEGIN, 1)
+        README.write_text(f"{head}{BEGIN}\n{table()}\n{END}{rest.split(END, 1)[1]}")
         print(table())
     elif args.action == "figures":
         figures()
