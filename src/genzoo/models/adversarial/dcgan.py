@@ -23,7 +23,7 @@ from genzoo.models.adversarial.base import AdversarialConfig, AdversarialModel, 
 from genzoo.registry import models
 
 
-def upsamplings(size: int) -> tuple[int, int]:
+def base_and_doublings(size: int) -> tuple[int, int]:
     """(base, k): size = base * 2^k with base <= 7 (28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4))."""
     base, k = size, 0
     while base > 7 and base % 2 == 0:
@@ -53,7 +53,7 @@ class Projection(nn.ConvTranspose2d):
 
 def dcgan_generator(latent_dim: int, image_shape: tuple[int, int, int], width: int) -> nn.Sequential:
     channels, size, _ = image_shape
-    base, k = upsamplings(size)
+    base, k = base_and_doublings(size)
     hidden = width * 2 ** (k - 1)
     layers: list[nn.Module] = [
         nn.Unflatten(1, (latent_dim, 1, 1)),
@@ -71,7 +71,7 @@ def dcgan_generator(latent_dim: int, image_shape: tuple[int, int, int], width: i
 
 def dcgan_discriminator(image_shape: tuple[int, int, int], width: int) -> nn.Sequential:
     channels, size, _ = image_shape
-    base, k = upsamplings(size)
+    base, k = base_and_doublings(size)
     hidden = width
     layers: list[nn.Module] = [nn.Conv2d(channels, hidden, 4, 2, 1), nn.LeakyReLU(0.2, True)]
     for _ in range(k - 1):

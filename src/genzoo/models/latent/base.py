@@ -1,7 +1,7 @@
 """Latent variable models (VAE, AAE): the shared base class, image likelihoods and encoder/decoder networks.
 
 A :class:`LatentModel` maps images to codes (``encode``) and codes to images (``decode``), and can draw codes from
-its prior (``sample_prior``); the latent tools (``genzoo.latent_tools``: interpolation, traversal, 2-D manifold)
+its prior (``sample_prior``); the latent tools (``genzoo.latent_exploration``: interpolation, traversal, 2-D manifold)
 need nothing else.
 
 Pixel likelihoods p(x | z), chosen with the ``likelihood`` setting; each fixes the model's ``input_kind``:
