@@ -34,8 +34,12 @@ ARCHITECTURES = ("mlp", "conv", "linear")
 class LatentModel(GenerativeModel):
     """An encoder-decoder model with a prior over codes of size ``latent_dim``.
 
-    Subclasses set ``latent_dim``, ``decoder`` (codes [B, Z] -> pixel parameters) and ``pixels`` (a
-    :class:`PixelLikelihood`, which also fixes the instance's ``input_kind``).
+    A subclass defines ``Config`` (with the fields :meth:`build_networks` reads: ``latent``, ``likelihood``,
+    ``levels``, ``architecture``, ``hidden``, ``layers``), calls :meth:`build_networks` in ``__init__`` (it sets
+    ``latent_dim``, ``pixels``, ``encoder`` and ``decoder``; ``pixels`` fixes the instance's ``input_kind``), and
+    defines ``encode(x)``, ``sample_prior(n)``, ``training_step`` and ``evaluate``. It gets ``decode``,
+    ``reconstruct``, ``sample``, the reconstruction figure and ``genzoo interpolate``; it may override ``decode``
+    and ``figures``.
     """
 
     family = "latent"
