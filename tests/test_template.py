@@ -1,5 +1,5 @@
 """The template model stays a complete, correct model: exact density, matching sampler, training through the
-engine (with a learning-rate schedule declared by the hook) and evaluation."""
+engine (with the learning-rate schedule) and evaluation."""
 
 import itertools
 
@@ -38,14 +38,9 @@ def test_density_sums_to_one_and_the_sampler_draws_from_it():
     assert torch.allclose(frequencies[order], probabilities.detach(), atol=0.015)
 
 
-class DecayingTemplate(MixtureOfBernoullis):
-    def learning_rate_factors(self, batch_index, max_batches):
-        return {"model": 1 - batch_index / max_batches}
-
-
-def test_training_through_the_engine_applies_the_declared_schedule_and_lowers_the_nll(tmp_path):
+def test_training_through_the_engine_follows_the_schedule_and_lowers_the_nll(tmp_path):
     torch.manual_seed(0)
-    model = DecayingTemplate(TemplateConfig(lr=0.05), (1, 4, 4))
+    model = MixtureOfBernoullis(TemplateConfig(lr=0.05, decay_fraction=1.0), (1, 4, 4))
     images = ((torch.rand(256, 1, 4, 4) < torch.linspace(0.1, 0.9, 16).view(1, 1, 4, 4)) * 255).to(torch.uint8)
     before = -model.log_prob(images.float() / 255).mean()
     trainer = make_trainer(
@@ -58,10 +53,3 @@ def test_training_through_the_engine_applies_the_declared_schedule_and_lowers_th
     assert -model.log_prob(images.float() / 255).mean() < before
     metrics = model.evaluate(images.float() / 255, None, 256)
     assert metrics["nll_nats"] == pytest.approx(float(-model.log_prob(images.float() / 255).mean()), rel=1e-5)
-
-
-def test_direct_step_applies_the_schedule_at_its_current_batch():
-    model = DecayingTemplate(TemplateConfig(lr=0.1), (1, 2, 2))
-    step = DirectStep(model, batch_index=3, max_batches=4)
-    model.training_step({"x": torch.ones(4, 1, 2, 2)}, step)
-    assert step.optimizers["model"].param_groups[0]["lr"] == pytest.approx(0.1 / 4)
