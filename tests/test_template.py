@@ -8,7 +8,6 @@ import torch
 
 from genzoo.data.stream import BatchStream
 from genzoo.engine import fit, make_trainer
-from genzoo.models.base import DirectStep
 from genzoo.models.template import MixtureOfBernoullis, TemplateConfig
 from genzoo.registry import models
 
