@@ -147,7 +147,7 @@ def batch_statistics_only(*networks: nn.Module) -> Iterator[None]:
 
 def call_on_each(network: nn.Module, *inputs: Tensor) -> list[Tensor]:
     """``[network(x) for x in inputs]``, computed in one call of the concatenated inputs when that is exact: one
-    call on twice the images runs faster on a CPU (CycleGAN's step 1.10x in CPU time) than two. Networks with batch
+    call on twice the images runs faster on a CPU than two. Networks with batch
     norm get separate calls, so each input keeps its own batch statistics, and only the first input updates the
     running statistics (the others are auxiliary passes); per-image norms need no such care."""
     if batch_norms(network):
