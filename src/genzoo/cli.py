@@ -262,7 +262,7 @@ def interpolate(
     seed: Annotated[int, typer.Option(help="Random seed (choice of test images).")] = 0,
 ) -> None:
     """Interpolation, latent traversal, reconstructions and (2-D latents) the manifold plot, as PNG grids."""
-    from genzoo.latent_tools import explore_run
+    from genzoo.latent_exploration import explore_run
 
     if pairs < 1 or steps < 2:
         raise GenzooError("--pairs must be at least 1 and --steps at least 2")

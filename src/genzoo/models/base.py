@@ -2,7 +2,28 @@
 
 A model knows nothing of files, the CLI or Lightning. The engine calls ``training_step(batch, step)`` with a
 :class:`Step` whose ``optimize(loss, name)`` does zero-grad, backward and the optimizer step, so adversarial
-alternation, extra updates and schedules all live in the model's own file.
+alternation and extra updates live in the model's own file.
+
+To add a model, subclass :class:`GenerativeModel` (or a family base, which fills most of this in) and define:
+
+- ``name`` (set by ``@models.register("name")``), ``family``, and ``Config``: a dataclass subclassing
+  :class:`TrainConfig`, every field a setting ``--set key=value`` can change;
+- ``__init__(config, image_shape)``: build the networks (their attribute names are the checkpoint's keys);
+- ``training_step(batch, step)``: the objective, one ``step.optimize(loss, name)`` per update, returning the
+  values to log (detached scalars);
+- ``sample(n, **options)`` and ``evaluate(x, labels, levels, data)``.
+
+and may override:
+
+- ``input_kind`` (what the data layer prepares: "binary", "dequantized", "signed", "levels" or "unit"),
+  ``default_data``, ``precision`` (a measured preference), ``default_batches`` (the budget it was measured at);
+- ``configure_optimizers()``: a dict of optimizers by name (default: one Adam "model" over every parameter);
+- the schedule: a ``decay_fraction`` default in ``Config`` (the rates decay linearly to 0 over that share of the
+  planned batches; the engine sets them before each batch) and ``decayed_optimizers`` (which optimizers follow
+  it; default all);
+- ``figures(x)``: extra images for the run directory.
+
+``genzoo.models.template`` is the smallest complete model.
 """
 
 from __future__ import annotations
@@ -23,8 +44,8 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")
 def adam(parameters: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam, with torch's fused kernel where the parameters live on a device that has one (one pass over each
     parameter per update instead of a chain of whole-tensor temporaries). The update is the same algorithm; it is
-    faster where layers are large: InfoGAN's training batch (two 6.4M-weight layers) ran 1.2-1.4x faster on CPU
-    (benchmarks/RESULTS.md). ``parameters`` are tensors or parameter groups, as torch.optim takes them."""
+    faster where layers are large (benchmarks/log/speed.md, "Adam's fused kernel"). ``parameters`` are tensors or
+    parameter groups, as torch.optim takes them."""
     items = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in parameters]  # one pass
     tensors = [t for item in items for t in (item["params"] if isinstance(item, dict) else [item])]
     fused = bool(tensors) and all(t.device.type in FUSED_ADAM_DEVICES for t in tensors)
@@ -125,8 +146,8 @@ class GenerativeModel(nn.Module):
     input_kind: ClassVar[InputKind] = "unit"
     default_data: ClassVar[str] = "mnist"  # what `genzoo train MODEL` uses without --data
     precision: ClassVar[str] = "32-true"  # Lightning precision used unless the user asks otherwise (measured choice)
-    # batches `genzoo train` runs when given neither --max-steps nor --max-epochs: the budget benchmarks/RESULTS.md
-    # measured the model at; None: DEFAULT_EPOCHS epochs
+    # batches `genzoo train` runs when given neither --max-steps nor --max-epochs: the budget the model was measured
+    # at (benchmarks/README.md); None: DEFAULT_EPOCHS epochs
     default_batches: ClassVar[int | None] = None
     # the optimizers whose rates follow ``config.decay_fraction`` (None: all of them)
     decayed_optimizers: ClassVar[tuple[str, ...] | None] = None

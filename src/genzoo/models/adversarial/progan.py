@@ -16,16 +16,13 @@ uses the equalized learning rate (Sec. 4.1). Loss: WGAN-GP (lambda 10) plus the 
 epsilon_drift * E[D(x)^2], epsilon_drift = 0.001 (Appendix A.1); one critic step per generator step; Adam
 (lr 1e-3, beta1 0, beta2 0.99). Samples come from an exponential moving average of G's weights.
 
-Departures (CPU budget): channels are min(``max_channels`` = 32, 512 / resolution) instead of min(512, 16384 /
-resolution), the latent is 128-d instead of 512-d, and the phases last ``phase_images`` images instead of 800k.
-The generator learns 4x slower than the critic (Adam lr 2.5e-4 vs 1e-3; the paper uses 1e-3 for both): with
-these narrow networks and short phases, equal rates collapsed the samples to one or two shapes by the 16x16 stage
-(per-pixel standard deviation over a batch falling from 0.19 to 0.08 against the data's 0.28, measured), while the
-slower generator (the two time-scale update rule of Heusel et al. 2017) kept the variety and drew recognisable
-digits after 1,100 batches. The weight average decays by 0.99 per batch instead of 0.999: the paper's phases
-last thousands of batches, ours 156 (10k images at batch 64), and a 0.999 average (a memory of ~1,000 batches)
-still held mostly untrained weights of the newest block when sampled (FID-style 2,687 after 1,002 batches, recall
-0.000); at 0.99 the average scores like the trained generator (1,249 vs 1,171 after 1,300 batches).
+Departures (measured: benchmarks/log/progressive-puzzle.md):
+- CPU budget: channels min(``max_channels`` = 32, 512 / resolution) instead of min(512, 16384 / resolution), a
+  128-d latent instead of 512-d, phases of ``phase_images`` images instead of 800k.
+- The generator learns 4x slower than the critic (Adam lr 2.5e-4 vs 1e-3; the paper: 1e-3 for both, here the two
+  time-scale rule of Heusel et al. 2017): equal rates collapsed the samples to one or two shapes by the 16x16 stage.
+- The weight average decays by 0.99 per batch instead of 0.999, whose ~1,000-batch memory outlasts our short
+  phases (it still held the newest block's untrained weights when sampled).
 
 28x28 data (MNIST, Fashion-MNIST) is padded with 2 pixels of background on every side to 32x32: exact, and undone
 by cropping the generated 32x32 images back to 28x28, so samples, the run's image shape and the metrics match the
