@@ -41,15 +41,18 @@ from genzoo.data.transforms import InputKind
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
-def adam(parameters: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+def adam(
+    parameters: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.0
+) -> torch.optim.Adam:
     """Adam, with torch's fused kernel where the parameters live on a device that has one (one pass over each
     parameter per update instead of a chain of whole-tensor temporaries). The update is the same algorithm; it is
     faster where layers are large (benchmarks/log/speed.md, "Adam's fused kernel"). ``parameters`` are tensors or
-    parameter groups, as torch.optim takes them."""
+    parameter groups, as torch.optim takes them; ``weight_decay`` adds that multiple of each weight to its gradient
+    (an L2 penalty)."""
     items = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in parameters]  # one pass
     tensors = [t for item in items for t in (item["params"] if isinstance(item, dict) else [item])]
     fused = bool(tensors) and all(t.device.type in FUSED_ADAM_DEVICES for t in tensors)
-    optimizer = torch.optim.Adam(items, lr=lr, betas=betas, fused=fused or None)
+    optimizer = torch.optim.Adam(items, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None)
     if fused:
         optimizer.register_load_state_dict_post_hook(_lay_out_state_like_parameters)
     return optimizer
