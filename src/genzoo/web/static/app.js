@@ -222,7 +222,8 @@ const PAGES = {
         const line = $(`tr[data-model="${CSS.escape(row.id)}"]`);
         $(".nats", line).textContent = row.nll_nats.toFixed(1);
         $(".bits", line).textContent = row.bits_per_dim.toFixed(3);
-        $(".time", line).textContent = `${(row.seconds * 1000).toFixed(0)} ms`;
+        const ms = row.seconds * 1000;
+        $(".time", line).textContent = `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
       }
     });
     $("#score").addEventListener("click", score);
@@ -232,7 +233,7 @@ const PAGES = {
     const complete = $("#complete");
     if (!completer.options.length) {
       $("#no-completion").hidden = false;
-      complete.disabled = true;
+      complete.closest(".toolbar").hidden = true;
       return;
     }
     const methods = () => {
