@@ -351,8 +351,10 @@ const PAGES = {
       targets.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "target" }));
       if (model.controls.targets) {
         model.controls.targets.forEach((target, index) => {
+          const radio = Object.assign(document.createElement("input"), { type: "radio", name: "to", value: target.value });
+          radio.checked = index === 1;
           const label = document.createElement("label");
-          label.innerHTML = `<input type="radio" name="to" value="${target.value}"${index === 1 ? " checked" : ""}> ${target.value}: ${target.label}`;
+          label.append(radio, ` ${target.value}: ${target.label}`);
           targets.append(label);
         });
       } else {
