@@ -105,14 +105,14 @@ def one_sample(entry: Entry, seed: int) -> dict[str, Any]:
 
 def walk(entry: Entry, start: np.ndarray, end: np.ndarray, steps: int, spherical: bool) -> dict[str, Any]:
     """Decoded codes on the way from the encoding of ``start`` to that of ``end``, both included."""
-    from genzoo.latent_tools import interpolate
+    from genzoo.latent_exploration import interpolate
 
     images = interpolate(entry.model, model_input(entry, start), model_input(entry, end), steps, spherical)
     return {"image": data_url(shown(entry, images), columns=steps)}
 
 
 def manifold(entry: Entry, size: int) -> dict[str, Any]:
-    from genzoo.latent_tools import manifold as decode_grid
+    from genzoo.latent_exploration import manifold as decode_grid
 
     return {"image": data_url(shown(entry, decode_grid(entry.model, size)), columns=size, padding=0)}
 
