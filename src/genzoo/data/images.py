@@ -44,11 +44,12 @@ def read_image_bytes(
     label: str,
     mode: Literal["L", "RGB"],
     size: tuple[int, int] | None = None,
-    max_bytes: int = MAX_IMAGE_BYTES,
-    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """An image file's content (an upload, named ``label`` in errors) as :func:`read_image_file` reads a file,
-    under the given limits."""
+    under the given limits (default: those of files)."""
+    max_bytes = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
     if len(data) > max_bytes:
         raise GenzooError(f"image {label} is larger than {max_bytes / 2**20:g} MB")
     return decode_image(io.BytesIO(data), label, mode, size, max_pixels=max_pixels)
@@ -60,10 +61,13 @@ def decode_image(
     mode: Literal["L", "RGB"],
     size: tuple[int, int] | None,
     crop: bool = False,
-    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
-    """:func:`read_image_file` for an open file (e.g. a member of an archive) named ``label`` in errors."""
+    """:func:`read_image_file` for an open file (e.g. a member of an archive) named ``label`` in errors; at most
+    ``max_pixels`` pixels (default: those of files)."""
     from PIL import Image, UnidentifiedImageError
+
+    max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
 
     try:
         with Image.open(source, formats=IMAGE_FORMATS) as picture:
