@@ -212,6 +212,23 @@ def test_infogan_code_option_and_traversals():
         model.sample(2, code=10)
 
 
+def test_infogan_images_from_given_codes_match_the_traversal_and_refuse_wrong_codes():
+    model = genzoo.create("infogan", latent_dim=6).eval()
+    torch.manual_seed(0)
+    grid = model.traversal("c2")  # row k: category k; columns: c2 from -2 to 2, noise and c1 fixed
+    torch.manual_seed(0)
+    noise, _, continuous = model.split_latent(model.latent(1))
+    codes = continuous.repeat(2, 1)
+    codes[:, 1] = torch.tensor([-2.0, 2.0])
+    images = model.generate_from_codes(noise.expand(2, -1), torch.tensor([4, 4]), codes)
+    assert torch.allclose(images[0], grid[40], atol=1e-6) and torch.allclose(images[1], grid[49], atol=1e-6)
+    assert not torch.allclose(images[0], images[1])
+    with pytest.raises(GenzooError, match="categories"):
+        model.generate_from_codes(noise, torch.tensor([10]), continuous)
+    with pytest.raises(GenzooError, match="continuous 2"):
+        model.generate_from_codes(noise, torch.tensor([1]), continuous[:, :1])
+
+
 def test_cli_trains_dcgan_end_to_end_and_eval_repeats_its_numbers(tmp_path):
     out = tmp_path / "dcgan"
     args = ["train", "dcgan", "--max-steps", "2", "--out", str(out), "--set", "eval_samples=300", "--set", "width=16"]

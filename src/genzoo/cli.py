@@ -284,6 +284,23 @@ def translate(
 
 
 @app.command()
+def serve(
+    sources: Annotated[
+        Optional[list[str]], typer.Argument(help="Run directories or zoo names (default: every zoo entry).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; another than 127.0.0.1 is reachable by others.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Explore the models in a web browser: gallery, likelihood of a drawn digit, latent walks, InfoGAN codes,
+    text to image, translation, Puzzle-GAN, Progressive GAN (needs the web extra: pip install 'genzoo[web]')."""
+    from genzoo.web import serve as serve_models
+
+    serve_models(sources or [], host, port)
+
+
+@app.command()
 def count(
     pixels: Annotated[int, typer.Argument(help="Number of binary pixels n.")],
     order: Annotated[int, typer.Option(help="Markov order k.")] = 2,

@@ -1,13 +1,15 @@
 """Users' image files, read in one place: bounded in bytes, pixels and type, and every failure one line naming the file.
 
 Image folders (``folder:PATH``), ``genzoo translate --input`` and Puzzle-GAN's ``--patches`` all read through
-:func:`read_image_file`. PIL decodes; this module only decides what is accepted and how pixel types become 8-bit:
+:func:`read_image_file`, and the web explorer's uploads through :func:`read_image_bytes` (same checks, its own
+limits). PIL decodes; this module only decides what is accepted and how pixel types become 8-bit:
 16-bit integer images are scaled down (not clipped), float images are taken as [0, 1] (or [0, 255] when their
 values exceed 1), palettes, alpha and CMYK are converted by PIL.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -37,17 +39,41 @@ def read_image_file(
     return decode_image(path, str(path), mode, size, crop)
 
 
-def decode_image(
-    source: Path | BinaryIO, label: str, mode: Literal["L", "RGB"], size: tuple[int, int] | None, crop: bool = False
+def read_image_bytes(
+    data: bytes,
+    label: str,
+    mode: Literal["L", "RGB"],
+    size: tuple[int, int] | None = None,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
-    """:func:`read_image_file` for an open file (e.g. a member of an archive) named ``label`` in errors."""
+    """An image file's content (an upload, named ``label`` in errors) as :func:`read_image_file` reads a file,
+    under the given limits (default: those of files)."""
+    max_bytes = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
+    if len(data) > max_bytes:
+        raise GenzooError(f"image {label} is larger than {max_bytes / 2**20:g} MB")
+    return decode_image(io.BytesIO(data), label, mode, size, max_pixels=max_pixels)
+
+
+def decode_image(
+    source: Path | BinaryIO,
+    label: str,
+    mode: Literal["L", "RGB"],
+    size: tuple[int, int] | None,
+    crop: bool = False,
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """:func:`read_image_file` for an open file (e.g. a member of an archive) named ``label`` in errors; at most
+    ``max_pixels`` pixels (default: those of files)."""
     from PIL import Image, UnidentifiedImageError
+
+    max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
 
     try:
         with Image.open(source, formats=IMAGE_FORMATS) as picture:
-            if picture.width * picture.height > MAX_IMAGE_PIXELS:
+            if picture.width * picture.height > max_pixels:
                 raise GenzooError(
-                    f"image {label} has {picture.width}x{picture.height} pixels, more than {MAX_IMAGE_PIXELS:,}"
+                    f"image {label} has {picture.width}x{picture.height} pixels, more than {max_pixels:,}"
                 )
             picture.load()
             picture = to_8bit(picture).convert(mode)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genzoo.models.base import AutoregressiveModel, TrainConfig, adam
+from genzoo.progress import advance
 from genzoo.registry import models
 
 
@@ -61,6 +62,7 @@ class BinaryAutoregressive(AutoregressiveModel):
         x = torch.zeros(n, self.dims, device=self._device())
         for d in range(self.dims):
             x[:, d] = torch.bernoulli(torch.sigmoid(logit_at(x, d)))
+            advance(d + 1, self.dims)
         return x.view(n, *self.image_shape)
 
     def _device(self) -> torch.device:

@@ -226,8 +226,19 @@ class InfoGAN(AdversarialModel):
             continuous = continuous.clone()
             continuous[:, names.index(code_name) - 1] = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, k)[columns]
             categories = rows
-        one_hot = F.one_hot(categories, k).to(noise)
-        return self.generate(torch.cat([noise, one_hot, continuous], 1))
+        return self.generate_from_codes(noise, categories, continuous)
+
+    @torch.no_grad()
+    def generate_from_codes(self, noise: Tensor, categories: Tensor, continuous: Tensor) -> Tensor:
+        """Images [B, C, H, W] in [-1, 1] of the given codes: noise z [B, latent_dim], category indices [B] and
+        continuous codes [B, continuous] (the prior is U(-1, 1); values beyond it extrapolate, as in Fig. 2)."""
+        c = self.config
+        if noise.shape[1:] != (c.latent_dim,) or continuous.shape[1:] != (c.continuous_codes,):
+            raise GenzooError(f"infogan codes: noise needs {c.latent_dim} values, continuous {c.continuous_codes}")
+        if not bool(((categories >= 0) & (categories < c.categories)).all()):
+            raise GenzooError(f"infogan categories must be in 0..{c.categories - 1}")
+        one_hot = F.one_hot(categories.long(), c.categories).to(noise)
+        return self.generate(torch.cat([noise, one_hot, continuous.to(noise)], 1).to(self._device()))
 
     @torch.no_grad()
     def figures(self, x: Tensor) -> dict[str, Tensor]:

@@ -221,6 +221,17 @@ class ProGAN(AdversarialModel):
         images = F.interpolate(images, size=(self.config.resolution,) * 2, mode="nearest")
         return self.crop(images).clamp(-1, 1)
 
+    @torch.no_grad()
+    def generate_at(self, latent: Tensor, level: int) -> Tensor:
+        """Images in [-1, 1] at the resolution of ``level`` (4 * 2^level, padding included) from the sampling
+        generator: what its toRGB layer of that level draws now (the stage's fade-in alpha at the level reached,
+        fully faded in below it). Levels beyond the stage reached were never trained and are refused."""
+        reached, alpha = self.stage()
+        if not 0 <= level <= reached:
+            raise GenzooError(f"progan has grown through levels 0..{reached} (4x4 to {4 * 2**reached}), not {level}")
+        generator = self.generator_ema if self.generator_ema is not None else self.generator
+        return generator(latent, level, alpha if level == reached else 1.0).clamp(-1, 1)
+
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
         c = self.config
         real_full = self.pad(batch["x"])

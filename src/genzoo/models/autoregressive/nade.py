@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from genzoo.models.base import AutoregressiveModel, TrainConfig
 from genzoo.models.structured import BinaryAutoregressive, bernoulli_log_prob
+from genzoo.progress import advance
 from genzoo.registry import models
 
 GATHER_CHUNK = 8  # images per cache-sized block in GatherDot
@@ -126,6 +127,7 @@ class NADE(BinaryAutoregressive):
             p = torch.sigmoid(torch.sigmoid(a) @ self.V[d] + self.b[d])
             x[:, d] = torch.bernoulli(p)
             a.addr_(x[:, d], self.W[d])
+            advance(d + 1, self.dims)
         return x.view(n, *self.image_shape)
 
 
@@ -183,4 +185,5 @@ class RNADE(AutoregressiveModel):
             chosen_mean, chosen_log_scale = mean.gather(1, component)[:, 0], log_scale.gather(1, component)[:, 0]
             x[:, d] = chosen_mean + chosen_log_scale.exp() * torch.randn(n, device=a.device)
             a.addr_(x[:, d], self.W[d])
+            advance(d + 1, self.dims)
         return x.view(n, *self.image_shape)
