@@ -122,7 +122,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "vae": Recipe(
         "vae",
-        f"{BINARIZED} --max-steps 39050 --set decay_fraction=1 --set eval_k=1000",
+        f"{BINARIZED} --max-steps 15620 --set decay_fraction=1 --set eval_k=1000",
         "nll_nats",
         Paper(IWAE, 86.76, "VAE, one stochastic layer, k = 1 (test NLL by the k = 5000 estimate)"),
         "<= 88.0 nats (IWAE estimate, k = 1000)",
