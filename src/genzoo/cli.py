@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from typer.exceptions import Abort, TyperException
 
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, Interrupted
 
 app = typer.Typer(
     help="genzoo: train, sample and evaluate the classic deep generative models.",
@@ -63,9 +62,8 @@ def train(
     """Train MODEL and write samples.png, metrics.json and model.safetensors into its run directory."""
     import genzoo
     from genzoo.config import parse_assignments
+    from genzoo.runs import json_text
 
-    if checkpoint_every < 1:
-        raise GenzooError("--checkpoint-every must be at least 1")
     run = genzoo.train(
         model,
         data,
@@ -75,14 +73,14 @@ def train(
         out=out,
         seed=seed,
         resume=resume,
-        devices=int(devices) if devices.isdigit() else devices,
+        devices=devices,
         strategy=strategy,
         precision=precision,
         settings=parse_assignments(set_ or []),
         checkpoint_every=checkpoint_every,
     )
     if run.metrics:
-        typer.echo(json.dumps(_headline(run.metrics), indent=2))
+        typer.echo(json_text(_headline(run.metrics)))
         typer.echo(f"samples: {run.path / 'samples.png'}")
         typer.echo(f"metrics: {run.path / 'metrics.json'}")
 
@@ -134,8 +132,8 @@ def sample(
 
     if not 1 <= n <= 10_000:
         raise GenzooError("--n must be between 1 and 10000")
-    if out.suffix.lower() != ".png":
-        raise GenzooError(f"--out must be a .png file, got {out}")
+    if out.suffix.lower() != ".png" or out.is_dir():
+        raise GenzooError(f"--out must be a .png file, got {out}{' (a directory)' * out.is_dir()}")
     model = genzoo.load(run)
     options = sample_options(model, ctx.args)
     torch.manual_seed(seed)
@@ -151,9 +149,10 @@ def eval_command(
 ) -> None:
     """Evaluate a trained run on a test split and print the metrics as JSON."""
     import genzoo
+    from genzoo.runs import json_text
 
     model = genzoo.load(run)
-    typer.echo(json.dumps(genzoo.evaluate(model, data), indent=2))
+    typer.echo(json_text(genzoo.evaluate(model, data)))
 
 
 metrics_app = typer.Typer(help="The sample-quality metric suite's feature networks.", no_args_is_help=True)
@@ -248,8 +247,14 @@ def main() -> None:
     except Abort:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Interrupted as err:
+        typer.echo(str(err), err=True)
+        sys.exit(err.exit_code)
     except GenzooError as err:
         typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:  # the machine refused something genzoo does not write through runs.atomic_open
+        typer.echo(f"error: {err.strerror or err}{f': {err.filename}' if err.filename else ''}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
