@@ -415,7 +415,7 @@ def make_trainer(
             plugins=[AtomicCheckpointIO()],
             default_root_dir=run_dir,
         )
-    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as err:
+    except (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException) as err:
         # Lightning checks precision names and the devices / strategy / precision combination here
         raise GenzooError(" ".join(str(err).split())) from None
 
