@@ -199,13 +199,13 @@ class PeriodicCheckpoint(Callback):
 
 
 class GracefulStop(Callback):
-    """SIGINT (Ctrl-C) and SIGTERM stop training after the batch under way: the run ends as at its budget (the
-    checkpoint of that batch is written), and ``signum`` tells the caller it was asked to stop.
+    """SIGINT (Ctrl-C) and SIGTERM stop training after the batch under way, whose checkpoint is written; ``signum``
+    tells the caller it was asked to stop.
 
-    Installed around the whole training call and again when training starts, because Lightning registers its own
-    SIGTERM handler during setup (it turns SIGTERM into a silent exit 0) and lets Ctrl-C end the process with exit
-    1. Only for one process in the main thread: the processes of a data-parallel run would stop at different
-    batches and wait for each other forever, so Lightning's own handling stays there.
+    Installed by :func:`fit` around Lightning's fit and again when training starts, because Lightning registers
+    its own SIGTERM handler during setup (it turns SIGTERM into a silent exit 0) and lets Ctrl-C end the process
+    with exit 1. Only for one process in the main thread: the processes of a data-parallel run would stop at
+    different batches and wait for each other forever, so Lightning's own handling stays there.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -238,8 +238,14 @@ class GracefulStop(Callback):
         self.on_train_batch_end(trainer, adapter)
 
     def on_train_batch_end(self, trainer: L.Trainer, adapter: ModelAdapter, *args: Any) -> None:
-        if self.signum is not None:
-            trainer.should_stop = True
+        if self.signum is None:
+            return
+        trainer.should_stop = True
+        # saved here, like the periodic checkpoints, not when training ends: Lightning's loop state after its end
+        # resumes onto different weights than an uninterrupted run
+        saver = next(c for c in trainer.callbacks if isinstance(c, PeriodicCheckpoint))
+        if saver.saved_at != adapter.batches_done:
+            saver.save(trainer, adapter)
 
 
 class BatchClock(Callback):

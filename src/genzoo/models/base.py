@@ -114,8 +114,8 @@ class GenerativeModel(nn.Module):
             cls.log_prob = _checking_input(cls.__dict__["log_prob"])
 
     def check_input(self, x: Any) -> Tensor:
-        """``x`` if it is a batch of this model's images, else a one-line :class:`GenzooError`: [B, C, H, W] (or
-        the flattened [B, C*H*W]) on the parameters' device; for binary models also a floating dtype and only 0s
+        """``x`` as [B, C, H, W] if it is a batch of this model's images (also given flattened, [B, C*H*W]), else a
+        one-line :class:`GenzooError`: on the parameters' device; for binary models also a floating dtype and only 0s
         and 1s, given in the parameters' dtype (exact for 0 and 1; Lightning's 64-true and bf16-true train the
         parameters in that dtype but hand over float32 batches). The value check is one pass over the batch,
         well under 2% of a training step (tests/test_faults.py)."""
@@ -124,6 +124,7 @@ class GenerativeModel(nn.Module):
         if tuple(x.shape[1:]) not in (self.image_shape, (self.dims,)):
             shape = ", ".join(map(str, self.image_shape))
             raise GenzooError(f"{self.name} takes images [B, {shape}], got a tensor of shape {list(x.shape)}")
+        x = x.view(len(x), *self.image_shape) if x.dim() == 2 else x
         parameter = next(self.parameters(), None)
         if parameter is None:
             return x
