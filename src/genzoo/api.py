@@ -211,6 +211,8 @@ def train(
         stored = runs.read_run_config(run_dir)
         if stored["model"] != model:
             raise GenzooError(f"{run_dir} is a {stored['model']} run, not {model}")
+        if not secondary:
+            runs.RunLock(run_dir).check_free()
         runs.require(stored, ("data", "seed", "batch_size"), run_dir / runs.CONFIG, "--resume")
         data, seed, batch_size = stored["data"], stored["seed"], stored["batch_size"]
         settings = stored_settings(spec.Config, stored["settings"])
@@ -262,8 +264,8 @@ def train(
     last = run_dir / runs.CHECKPOINTS / runs.LAST_CHECKPOINT
     with contextlib.nullcontext() if secondary else runs.RunLock(run_dir):
         if not secondary:
-            if not resume:
-                _check_new_run_dir(run_dir)  # again, now that no other process can be starting here
+            if not resume and runs.holds_trained_state(run_dir):  # again, now that no other process can start here
+                raise _already_a_run(run_dir)
             runs.remove_temporaries(run_dir)
         # a run stopped before its first checkpoint resumes from batch 0
         checkpoint = last if resume and last.is_file() else None
@@ -341,8 +343,13 @@ def _check_counts(**counts: int | None) -> None:
 def _check_new_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise GenzooError(f"--out {run_dir} exists and is not a directory")
+    runs.RunLock(run_dir).check_free()
     if runs.holds_trained_state(run_dir):
-        raise GenzooError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
+        raise _already_a_run(run_dir)
+
+
+def _already_a_run(run_dir: Path) -> GenzooError:
+    return GenzooError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
 
 
 def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None:

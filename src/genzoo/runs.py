@@ -110,10 +110,7 @@ class RunLock:
                 except BlockingIOError:
                     holder = _read_pid(fd)
                     os.close(fd)
-                    raise GenzooError(
-                        f"{self.run_dir} is in use by another genzoo process (pid {holder}); "
-                        "wait for it to finish or pass another --out"
-                    ) from None
+                    raise self._in_use(holder) from None
                 # the holder before us may have deleted the file between our open and our lock: lock what is there
                 if _same_file(fd, self.path):
                     break
@@ -124,6 +121,23 @@ class RunLock:
             raise GenzooError(f"cannot use {self.run_dir} as a run directory: {err.strerror or err}") from None
         self.fd = fd
         return self
+
+    def check_free(self) -> None:
+        """Fail now, before any work, if another process holds the lock (taking it comes later)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return  # no lock file: nobody holds it (or the directory cannot be used, which taking it reports)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._in_use(_read_pid(fd)) from None
+        finally:
+            os.close(fd)  # also releases the lock if it was free
+
+    def _in_use(self, holder: str) -> GenzooError:
+        advice = "wait for it to finish or pass another --out"
+        return GenzooError(f"{self.run_dir} is in use by another genzoo process (pid {holder}); {advice}")
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
