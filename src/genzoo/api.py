@@ -91,7 +91,8 @@ class ParameterBudget(TorchFunctionMode):
     would not fit, once they (times ``copies``: training also holds gradients and optimizer moments) exceed the
     memory available. ``--set hidden=100000000`` would otherwise ask for hundreds of GB, or be killed midway."""
 
-    FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.eye})
+    # the factories layers build their parameters with; all take a size as torch.empty does
+    FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn})
 
     def __init__(self, name: str, copies: int) -> None:
         super().__init__()
@@ -102,7 +103,9 @@ class ParameterBudget(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if func in self.FACTORIES:
-            self.total += func(*args, **{**kwargs, "device": "meta"}).nbytes  # its size, nothing allocated
+            # its size, nothing allocated (torch.empty: random factories on "meta" take seconds to set up)
+            shape = {key: kwargs[key] for key in ("size", "dtype") if key in kwargs}
+            self.total += torch.empty(*args, **shape, device="meta").nbytes
             if self.total * self.copies > self.available:
                 held = " and their gradients and optimizer state" if self.copies > 1 else ""
                 raise GenzooError(
