@@ -44,8 +44,6 @@ def compare(name: str, rounds: int, batches: int) -> dict:
         step = DirectStep(model)
         if not fused:
             step.optimizers = for_loop(step.optimizers)
-            if hasattr(model, "optimizers_by_name"):  # models that schedule their own rates
-                model.optimizers_by_name = step.optimizers
         copies[fused] = (model, step)
     stream = BatchStream(dataset.train, dataset.train_labels, 64, copies[True][0].input_kind, dataset.levels, 0)
     data = [stream.batch(i) for i in range(batches + 2)]

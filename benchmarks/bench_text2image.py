@@ -28,7 +28,7 @@ from genzoo.models.base import DirectStep
 from genzoo.registry import models
 from timing import as_trained
 
-FULL_BATCHES = models.get("text2image").default_batches  # what `genzoo train text2image` runs (RESULTS.md)
+FULL_BATCHES = models.get("text2image").default_batches  # what `genzoo train text2image` runs (benchmarks/README.md)
 HEADLINES = (
     ("held-out caption match", "held_out_caption_match"),
     ("held-out class match", "held_out_class_match"),

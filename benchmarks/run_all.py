@@ -10,7 +10,7 @@ RSS; the model's headline quality metric after the budget. It also measures this
 (fp32 and bf16 GFLOP/s) and reports each model's achieved rate in its default precision as a fraction of that
 precision's peak (DCGAN's is the issue's target), the peak measured in the model's own process just before and
 after its training: a shared or throttled machine drifts by a quarter within minutes, so a peak taken at the end
-of the table can belong to another speed. Writes the table into benchmarks/RESULTS.md between the "run_all"
+of the table can belong to another speed. Writes the table into benchmarks/README.md between the "run_all"
 markers.
 """
 
@@ -31,7 +31,7 @@ QUALITY_KEYS = [  # each family's headline measure, first match wins
     "nll_nats", "mask_iou", "frechet_distance", "a_to_b_target_accuracy", "mean_attribute_accuracy",
     "held_out_attributes_match", "reconstruction_nats",
 ]  # fmt: skip
-RESULTS = Path(__file__).with_name("RESULTS.md")
+TABLES = Path(__file__).with_name("README.md")  # run_all rewrites the block between the markers
 BEGIN, END = "<!-- run_all: begin -->", "<!-- run_all: end -->"
 
 
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--models", nargs="*")
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave README.md alone")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one, args.steps, args.batch_size)))
@@ -161,13 +161,13 @@ def main() -> None:
     text = table(rows, args.steps, args.batch_size, peaks)
     print(text)
     if not args.no_write:
-        current = RESULTS.read_text()
+        current = TABLES.read_text()
         if BEGIN in current:
             head, rest = current.split(BEGIN)
             current = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
         else:
             current += f"\n## Every model, one table (benchmarks/run_all.py)\n\n{BEGIN}\n{text}\n{END}\n"
-        RESULTS.write_text(current)
+        TABLES.write_text(current)
 
 
 if __name__ == "__main__":

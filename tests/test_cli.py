@@ -77,7 +77,7 @@ def make_run(tmp_path):
         (["train", "stargan", "--set", "generator_normalization=foo"], "expected one of instance, batch, got 'foo'"),
         (["train", "nade", "--data", "folder:{tmp}/empty"], "has no images"),
         (["sample", "{tmp}"], "is not a run directory"),
-        (["eval", "{tmp}/missing"], "is not a run directory"),
+        (["eval", "{tmp}/missing"], "neither a run directory"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -180,7 +180,7 @@ def kill_and_resume(family, out, steps):
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, family):
     """Bit-exact on the same machine: every process of one command and seed computes the same numbers (see
-    genzoo.numerics for the one MKL race that broke this), and resume restores weights, optimizers, batch counter
+    genzoo.mkl_warmup for the one MKL race that broke this), and resume restores weights, optimizers, batch counter
     and data order exactly."""
     steps = 120 if family == "translation" else 300  # a CycleGAN batch runs four networks
     expected = train_to_the_end(family, tmp_path / "reference", steps)

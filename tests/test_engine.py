@@ -119,3 +119,12 @@ def test_fused_adam_resumes_a_channels_last_parameter_from_a_contiguous_state_ex
     reference = two_steps(lambda params: torch.optim.Adam(params, lr=0.1, foreach=False), reload=False)
     resumed = two_steps(lambda params: adam(params, 0.1), reload=True)
     torch.testing.assert_close(resumed, reference, rtol=1e-6, atol=1e-7)
+
+
+def test_the_engine_decays_every_scheduled_rate_over_the_last_fraction_of_the_planned_batches(tmp_path):
+    # decay_fraction 0.5 of 8 batches: constant for batches 0-3, then (8 - t) / 4 for t = 4..7; the last batch
+    # (t = 7) trains at a quarter of the rate, and that is the rate the final checkpoint holds
+    genzoo.train("fvsbn", "digits", max_steps=8, out=tmp_path / "run", settings={"decay_fraction": 0.5}, progress=False)
+    state = AtomicCheckpointIO().load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    group = state["optimizer_states"][0]["param_groups"][0]
+    assert group["initial_lr"] == pytest.approx(1e-2) and group["lr"] == pytest.approx(1e-2 / 4)

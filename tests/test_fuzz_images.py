@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import genzoo
-from genzoo.data.images import read_image_file
+from genzoo.data.images import read_image_bytes, read_image_file
 from genzoo.errors import GenzooError
 from test_fuzz_cli import run_cli
 
@@ -102,6 +102,21 @@ def test_oversized_and_unsupported_files_are_refused_by_name(tmp_path, monkeypat
     (tmp_path / "notes.png").write_text("%PDF-1.4 not an image")
     with pytest.raises(GenzooError, match="notes.png is not an image of a supported type"):
         read_image_file(tmp_path / "notes.png", "L")
+
+
+def test_uploaded_bytes_are_read_as_files_are_under_their_own_limits(tmp_path):
+    grey = np.arange(0, 256, 4, dtype=np.uint8).reshape(8, 8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    data = (tmp_path / "grey.png").read_bytes()
+    assert np.array_equal(
+        read_image_bytes(data, "upload", "L", (4, 4)), read_image_file(tmp_path / "grey.png", "L", (4, 4))
+    )
+    with pytest.raises(GenzooError, match="image upload is larger than"):
+        read_image_bytes(data, "upload", "L", max_bytes=len(data) - 1)
+    with pytest.raises(GenzooError, match="image upload has 8x8 pixels, more than 63"):
+        read_image_bytes(data, "upload", "L", max_pixels=63)
+    with pytest.raises(GenzooError, match="upload is not an image of a supported type"):
+        read_image_bytes(b"%PDF-1.4 not an image", "upload", "L")
 
 
 @FUZZ

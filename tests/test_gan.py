@@ -1,6 +1,7 @@
 """GAN, DCGAN, InfoGAN: real optimisation steps, what each update may touch, shapes, codes, and the CLI end to end."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -211,6 +212,23 @@ def test_infogan_code_option_and_traversals():
         model.sample(2, code=10)
 
 
+def test_infogan_images_from_given_codes_match_the_traversal_and_refuse_wrong_codes():
+    model = genzoo.create("infogan", latent_dim=6).eval()
+    torch.manual_seed(0)
+    grid = model.traversal("c2")  # row k: category k; columns: c2 from -2 to 2, noise and c1 fixed
+    torch.manual_seed(0)
+    noise, _, continuous = model.split_latent(model.latent(1))
+    codes = continuous.repeat(2, 1)
+    codes[:, 1] = torch.tensor([-2.0, 2.0])
+    images = model.generate_from_codes(noise.expand(2, -1), torch.tensor([4, 4]), codes)
+    assert torch.allclose(images[0], grid[40], atol=1e-6) and torch.allclose(images[1], grid[49], atol=1e-6)
+    assert not torch.allclose(images[0], images[1])
+    with pytest.raises(GenzooError, match="categories"):
+        model.generate_from_codes(noise, torch.tensor([10]), continuous)
+    with pytest.raises(GenzooError, match="continuous 2"):
+        model.generate_from_codes(noise, torch.tensor([1]), continuous[:, :1])
+
+
 def test_cli_trains_dcgan_end_to_end_and_eval_repeats_its_numbers(tmp_path):
     out = tmp_path / "dcgan"
     args = ["train", "dcgan", "--max-steps", "2", "--out", str(out), "--set", "eval_samples=300", "--set", "width=16"]
@@ -275,3 +293,18 @@ def test_channels_last_changes_the_memory_order_and_not_the_training_step(name):
         torch.testing.assert_close(logs[key], plain_logs[key], rtol=1e-4, atol=1e-5)
     for a, b in zip(weights, plain_weights):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gan_reports_the_papers_parzen_window_on_its_evaluation_samples():
+    # the window sits on the same eval_samples images the feature suite scores; sigma is fitted on the first half
+    # of the test images and the second half is scored
+    model = genzoo.create("gan", generator_hidden=32, discriminator_units=8, eval_samples=60).eval()
+    x = torch.rand(41, 1, 28, 28) * 2 - 1
+    metrics = model.evaluate(x, None, 256, data="mnist")
+    assert SUITE_KEYS <= metrics.keys()
+    assert (metrics["parzen_samples"], metrics["parzen_validation_images"], metrics["parzen_test_images"]) == (
+        60,
+        20,
+        21,
+    )
+    assert metrics["parzen_sigma"] > 0 and math.isfinite(metrics["parzen_log_likelihood_nats"])

@@ -106,6 +106,22 @@ def test_growth_schedule_by_images_seen():
     assert growth(10**6, phase, 4) == (3, 1.0)
 
 
+def test_samples_at_each_resolution_grown_through_use_the_stage_reached():
+    model = genzoo.create("progan", (1, 28, 28), phase_images=100, **TINY).eval()
+    latent = model.latent(2)
+    model.images_seen.fill_(350)  # level 2 (16x16) fading in, alpha 0.5
+    assert model.stage() == (2, 0.5)
+    sampler = model.generator_ema
+    for level, alpha in ((0, 1.0), (1, 1.0), (2, 0.5)):
+        images = model.generate_at(latent, level)
+        assert images.shape == (2, 1, 4 * 2**level, 4 * 2**level)
+        torch.testing.assert_close(images, sampler(latent, level, alpha).clamp(-1, 1))
+    full = F.interpolate(model.generate_at(latent, 2), size=(32, 32), mode="nearest")
+    torch.testing.assert_close(model.crop(full), model.generate(latent))  # the samples are the top level's
+    with pytest.raises(GenzooError, match="levels 0..2"):
+        model.generate_at(latent, 3)  # never trained
+
+
 def test_28x28_data_is_padded_to_32_with_background_and_cropped_back():
     model = genzoo.create("progan", (1, 28, 28), **TINY)
     x = torch.rand(2, 1, 28, 28) * 2 - 1

@@ -76,7 +76,7 @@ def test_conditional_d_never_sees_inputs_at_or_after_d(name, settings):
 
 @pytest.mark.parametrize(
     ("name", "settings", "method"),
-    [*[(n, st, "conditionals") for n, st in BINARY_MODELS[1:]], ("nade", {"hidden": 7}, "_binary_logits")],
+    [*[(n, st, "conditionals") for n, st in BINARY_MODELS[1:]], ("nade", {"hidden": 7}, "_conditionals_of_binary")],
 )
 def test_flipping_inputs_at_or_after_d_leaves_conditional_d_unchanged(name, settings, method):
     """The discrete counterpart of the gradient test: it also covers table lookups and NADE's sparse path."""

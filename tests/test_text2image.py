@@ -14,13 +14,8 @@ import genzoo
 from genzoo.cli import app
 from genzoo.config import stored_settings
 from genzoo.errors import GenzooError
-from genzoo.models.adversarial.text2image import (
-    Text2ImageConfig,
-    drop_words,
-    joint_embedding_loss,
-    one_factor_mismatch,
-    shuffle_words,
-)
+from genzoo.models.adversarial.text2image import Text2ImageConfig, one_factor_mismatch
+from genzoo.models.adversarial.text_encoder import drop_words, joint_embedding_loss, shuffle_words
 from genzoo.models.base import DirectStep
 
 TINY = {"width": 8, "latent_dim": 8, "text_dim": 8, "compressed_dim": 4, "word_dim": 8}

@@ -13,7 +13,7 @@ from genzoo.cli import app
 from genzoo.data import load_dataset
 from genzoo.data.transforms import prepare_test
 from genzoo.errors import GenzooError
-from genzoo.latent_tools import interpolate, manifold, slerp, traversal
+from genzoo.latent_exploration import interpolate, manifold, slerp, traversal
 from genzoo.models.base import DirectStep
 from genzoo.models.latent.base import BernoulliPixels, DiscretizedLogisticPixels
 from genzoo.models.latent.vae import diagonal_gaussian_log_prob, gaussian_kl

@@ -1,6 +1,6 @@
 """genzoo: the classic deep generative models, correct, fast and measured."""
 
-from genzoo import numerics as _numerics  # noqa: F401  (first: fixes MKL's kernel choice before any computation)
+from genzoo import mkl_warmup as _mkl_warmup  # noqa: F401  (first: fixes MKL's kernel choice before any computation)
 
 # isort: split
 from genzoo import models as _models  # noqa: F401  (registers every model)

@@ -119,16 +119,29 @@ def _gigabytes(count: int) -> str:
     return f"{count / 1e9:.3g} GB"
 
 
-def load(run_dir: str | Path) -> GenerativeModel:
-    """A trained model from its run directory (JSON config + safetensors weights; nothing is unpickled)."""
-    path = Path(run_dir)
+def load(run_or_name: str | Path) -> GenerativeModel:
+    """A trained model: from its run directory if that path exists (JSON config + safetensors weights; nothing is
+    unpickled), else the pretrained zoo entry of that name (``genzoo.zoo``)."""
+    from genzoo import zoo
+
+    path = Path(run_or_name)
+    if not path.exists():
+        if zoo.has(str(run_or_name)):
+            return zoo.load(str(run_or_name))
+        raise zoo.unknown(str(run_or_name))
     config = runs.read_run_config(path)
-    settings = stored_settings(models.get(config["model"]).Config, config["settings"])
-    model = create(config["model"], tuple(config["image_shape"]), **settings)
+    model = model_from_config(config)
     runs.load_weights(model, path / runs.WEIGHTS)
     model.eval()
     model.run_config = config
     return model
+
+
+def model_from_config(config: dict[str, Any]) -> GenerativeModel:
+    """A new model as a stored run config describes it (settings it lacks take their values from before they
+    were added)."""
+    settings = stored_settings(models.get(config["model"]).Config, config["settings"])
+    return create(config["model"], tuple(config["image_shape"]), **settings)
 
 
 def _check_shape(model: GenerativeModel, image_shape: tuple[int, ...], data: str) -> None:
@@ -329,6 +342,7 @@ def train(
             train_images_per_second=batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
             train_seconds=seconds,
             train_precision=trainer.precision,  # the model's preference falls back to fp32 off native bf16
+            train_threads=torch.get_num_threads(),
             sample_seconds=sample_seconds,
             samples=samples,
         )

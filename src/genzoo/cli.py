@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -20,18 +21,49 @@ app = typer.Typer(
 
 
 @app.command("list")
-def list_command() -> None:
+def list_command(
+    budgets: Annotated[
+        bool, typer.Option("--budgets", help="What `genzoo train MODEL` runs without flags, and about how long.")
+    ] = False,
+) -> None:
     """List the registered models (by family) and datasets."""
     import genzoo
     from genzoo.data import dataset_names
     from genzoo.registry import models
 
+    if budgets:
+        for line in default_budgets():
+            typer.echo(line)
+        return
     by_family: dict[str, list[str]] = {}
     for name in genzoo.list_models():
         by_family.setdefault(models.get(name).family, []).append(name)
     for family, names in sorted(by_family.items()):
         typer.echo(f"{family}: {', '.join(names)}")
     typer.echo(f"datasets: {', '.join(dataset_names())}")
+
+
+def default_budgets() -> list[str]:
+    """One line per model: default data, budget and precision of the plain `genzoo train MODEL`, with the time its
+    zoo entry took per batch scaled to that budget (the zoo card names the machine)."""
+    import genzoo
+    from genzoo import zoo
+    from genzoo.api import DEFAULT_EPOCHS
+    from genzoo.registry import models
+
+    lines = []
+    for name in genzoo.list_models():
+        spec = models.get(name)
+        budget = f"{spec.default_batches:,} batches" if spec.default_batches else f"{DEFAULT_EPOCHS} epochs"
+        line = f"{name}: {spec.default_data}, {budget}, {spec.precision}"
+        entries = [zoo.card(entry) for entry in zoo.names() if zoo.card(entry)["model"] == name]
+        if entries and spec.default_batches and entries[0]["training"]["batches"]:
+            training = entries[0]["training"]
+            minutes = training["minutes"] * spec.default_batches / training["batches"]
+            threads = training["machine"]["threads"]
+            line += f", about {minutes:.0f} min ({threads} thread{'s' * (threads > 1)}, as its zoo entry trained)"
+        lines.append(line)
+    return lines
 
 
 @app.command()
@@ -119,7 +151,7 @@ def sample_options(model: object, args: list[str]) -> dict[str, object]:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sample(
     ctx: typer.Context,
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    run: Annotated[Path, typer.Argument(help="Run directory or zoo name (see `genzoo zoo`).")],
     n: Annotated[int, typer.Option(help="Number of samples.")] = 64,
     out: Annotated[Path, typer.Option(help="PNG file for the grid.")] = Path("samples.png"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -144,7 +176,7 @@ def sample(
 
 @app.command("eval")
 def eval_command(
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    run: Annotated[Path, typer.Argument(help="Run directory or zoo name (see `genzoo zoo`).")],
     data: Annotated[Optional[str], typer.Option(help="Dataset (default: the one it was trained on).")] = None,
 ) -> None:
     """Evaluate a trained run on a test split and print the metrics as JSON."""
@@ -153,6 +185,42 @@ def eval_command(
 
     model = genzoo.load(run)
     typer.echo(json_text(genzoo.evaluate(model, data)))
+
+
+@app.command()
+def zoo(
+    name: Annotated[Optional[str], typer.Argument(help="An entry: print its card (default: the table).")] = None,
+) -> None:
+    """The pretrained zoo: every entry with its data, metric beside the paper's, and size; or one entry's card."""
+    from genzoo import zoo as entries
+
+    if name is not None:
+        typer.echo(json.dumps(entries.card(name), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "model", "data", "metric", "genzoo", "paper", "MB", box=None)
+    for entry in map(entries.card, entries.names()):
+        headline, paper = entry.get("headline", {}), entry.get("paper", {})
+        table.add_row(
+            entry["name"],
+            entry["model"],
+            entry["config"]["data"],
+            headline.get("metric", "-"),
+            _number(headline.get("value")),
+            _number(paper.get("value")),
+            f"{entry['weights']['bytes'] / 1e6:.1f}",
+        )
+    Console(width=160).print(table)
+
+
+def _number(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)
 
 
 metrics_app = typer.Typer(help="The sample-quality metric suite's feature networks.", no_args_is_help=True)
@@ -184,15 +252,17 @@ def train_features(
 
 @app.command()
 def interpolate(
-    run: Annotated[Path, typer.Argument(help="Run directory of a latent variable model (vae, aae).")],
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNG files (default: the run directory).")] = None,
+    run: Annotated[Path, typer.Argument(help="Run directory or zoo name of a latent variable model (vae, aae).")],
+    out: Annotated[
+        Optional[Path], typer.Option(help="Folder for the PNG files (default: the run directory; for a zoo name, .).")
+    ] = None,
     pairs: Annotated[int, typer.Option(help="Pairs of test images to interpolate between.")] = 8,
     steps: Annotated[int, typer.Option(help="Images per interpolation / traversal row.")] = 10,
     spherical: Annotated[bool, typer.Option(help="Spherical instead of linear interpolation.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed (choice of test images).")] = 0,
 ) -> None:
     """Interpolation, latent traversal, reconstructions and (2-D latents) the manifold plot, as PNG grids."""
-    from genzoo.latent_tools import explore_run
+    from genzoo.latent_exploration import explore_run
 
     if pairs < 1 or steps < 2:
         raise GenzooError("--pairs must be at least 1 and --steps at least 2")
@@ -202,7 +272,7 @@ def interpolate(
 
 @app.command()
 def translate(
-    run: Annotated[Path, typer.Argument(help="Run directory of a translation model (cyclegan, stargan).")],
+    run: Annotated[Path, typer.Argument(help="Run directory or zoo name of a translation model (cyclegan, stargan).")],
     input: Annotated[Path, typer.Option(help="PNG/JPEG image to translate.")],
     to: Annotated[str, typer.Option(help="Target: A or B (cyclegan); attributes such as thick,red (stargan).")],
     out: Annotated[Optional[Path], typer.Option(help="PNG of input and translation (default INPUT-to-TO.png).")] = None,
@@ -211,6 +281,23 @@ def translate(
     from genzoo.models.translation.base import translate_file
 
     typer.echo(f"translation: {translate_file(run, input, to, out)}")
+
+
+@app.command()
+def serve(
+    sources: Annotated[
+        Optional[list[str]], typer.Argument(help="Run directories or zoo names (default: every zoo entry).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; another than 127.0.0.1 is reachable by others.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Explore the models in a web browser: gallery, likelihood of a drawn digit, latent walks, InfoGAN codes,
+    text to image, translation, Puzzle-GAN, Progressive GAN (needs the web extra: pip install 'genzoo[web]')."""
+    from genzoo.web import serve as serve_models
+
+    serve_models(sources or [], host, port)
 
 
 @app.command()

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from genzoo.data.stream import BatchStream
 from genzoo.errors import GenzooError
-from genzoo.models.base import GenerativeModel
+from genzoo.models.base import GenerativeModel, schedule_learning_rates
 from genzoo.runs import atomic_write_bytes, check_tensors
 
 
@@ -77,11 +77,20 @@ class ModelAdapter(L.LightningModule):
         self.seed = seed
         self.batches_done = 0
         self.optimizer_names: list[str] = []
+        self.optimizers_by_name: dict[str, torch.optim.Optimizer] = {}
+        self.stream: BatchStream | None = None
+
+    def setup(self, stage: str) -> None:
+        """The in-memory dataset moves to this process's device once, and batches are built there from then on.
+        Here, not in ``on_train_start``: Lightning fetches the first batch between the two."""
+        device = self.trainer.strategy.root_device
+        if self.stream is not None and self.stream.device != device:
+            self.stream.to(device)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        optimizers = self.model.configure_optimizers()
-        self.optimizer_names = list(optimizers)
-        return list(optimizers.values())
+        self.optimizers_by_name = self.model.configure_optimizers()
+        self.optimizer_names = list(self.optimizers_by_name)
+        return list(self.optimizers_by_name.values())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         seed = batch_seed(self.seed, self.batches_done, self.global_rank)
@@ -90,6 +99,7 @@ class ModelAdapter(L.LightningModule):
         torch.default_generator.manual_seed(seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed(seed)
+        schedule_learning_rates(self.model, self.optimizers_by_name, self.batches_done, self.max_batches)
         logs = {name: float(value) for name, value in self.model.training_step(batch, LightningStep(self)).items()}
         self.batches_done += 1
         bad = [name for name, value in logs.items() if not math.isfinite(value)]
@@ -436,6 +446,7 @@ def fit(
 ) -> ModelAdapter:
     """Run Lightning's fit; ``checkpoint`` resumes exactly (weights, optimizers, batch counter, data order)."""
     adapter = ModelAdapter(model, max_batches, seed)
+    adapter.stream = stream
     stream.position = lambda: adapter.batches_done
     stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
     if trainer.num_devices * trainer.num_nodes == 1:

@@ -38,13 +38,18 @@ def grid(images: Tensor, columns: int | None = None, padding: int = 2) -> np.nda
     return canvas
 
 
-def save_grid(images: Tensor, path: str | Path, columns: int | None = None, scale: int = 1) -> Path:
-    """Save [N, C, H, W] images in [0, 1] as one PNG grid (``scale`` enlarges small images)."""
-    canvas = grid(images, columns)
+def grid_png(images: Tensor, columns: int | None = None, scale: int = 1, padding: int = 2) -> bytes:
+    """[N, C, H, W] images in [0, 1] as the bytes of one PNG grid (``scale`` enlarges small images)."""
+    canvas = grid(images, columns, padding)
     picture = Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_grid(images: Tensor, path: str | Path, columns: int | None = None, scale: int = 1) -> Path:
+    """Save [N, C, H, W] images in [0, 1] as one PNG grid (``scale`` enlarges small images)."""
+    atomic_write_bytes(Path(path), grid_png(images, columns, scale))
     return Path(path)

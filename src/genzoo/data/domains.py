@@ -201,8 +201,8 @@ def canonical_grey(images: Tensor) -> Tensor:
     (moment slant 0, the classic MNIST normalization) and brought back to the source stroke width: thinned when
     measured thick, grown by the mirror of the renderer's erosion when measured thin. The attributes are undone as
     far as they can be; strokes the erosion removed cannot come back, so the classifier's accuracy on real rendered
-    images (reported next to every class-preservation number) is the ceiling. Growing thin digits raised it on the
-    1,000 embedded MNIST test renderings from 88.3% to 93.5% (thin) and from 91.8% to 94.5% (all)."""
+    images (reported next to every class-preservation number) is the ceiling, which growing thin digits raised
+    (benchmarks/log/translation.md, "The class reader")."""
     grey = shear_to_slant(ink(images).amax(1, keepdim=True), torch.zeros(len(images)))
     thick = measure_thickness(images) > THICKNESS_THRESHOLD
     return torch.where(thick[:, None, None, None], thin(grey), grow(grey))

@@ -212,7 +212,8 @@ def digits() -> ImageDataset:
 
 
 def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageDataset:
-    """A user's image files (PNG, JPEG, ...), resized to ``size`` x ``size``; sub-folder names become class labels,
+    """A user's image files (PNG, JPEG, ...), centre-cropped to a square and resized to ``size`` x ``size`` (the
+    dataset name ``folder:PATH?size=64`` sets it); sub-folder names become class labels,
     or, when the folder holds a ``captions.txt`` (``filename<TAB>caption`` lines), each image's caption does, as a
     row of byte codes (:func:`genzoo.data.captions.caption_codes`; text2image trains on them)."""
     from genzoo.data.captions import CAPTIONS_FILE, caption_codes, read_captioned_folder
@@ -230,7 +231,7 @@ def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageD
         kinds = ", ".join(IMAGE_SUFFIXES)
         raise GenzooError(f"folder:{path} has {found} ({kinds}); training holds some out for testing")
     classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
-    pictures = [read_image_file(file, "RGB", (size, size)) for file in files]
+    pictures = [read_image_file(file, "RGB", (size, size), crop=True) for file in files]
     array = np.stack(pictures)  # [N, H, W, 3]
     grey = bool(np.all(array[..., :1] == array))
     images = torch.from_numpy(array[..., :1] if grey else array).permute(0, 3, 1, 2).contiguous()

@@ -3,6 +3,11 @@
 Batch ``t`` of a run is a pure function of ``(seed, t)``: the epoch's permutation and the per-batch randomness
 (dynamic binarization, dequantization noise) come from generators seeded by them. Resuming at batch ``t`` is
 therefore exact, whatever the data loader prefetched before the process died.
+
+On a GPU the engine moves the uint8 images onto the device once (:meth:`BatchStream.to`): every batch is then
+gathered, binarized or dequantized there, with a generator on that device, and no DataLoader worker or host-to-
+device copy stands between the data and the model. The device's generator draws other numbers than the CPU's, so a
+GPU run's batches differ from a CPU run's with the same seed, and are still a pure function of (seed, t) on it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class BatchStream:
         seed: int,
     ) -> None:
         self.images, self.labels = images, labels
+        self.device = images.device
         self.batch_size, self.kind, self.levels, self.seed = batch_size, kind, levels, seed
         self.next_batch = 0
         self._order: tuple[int, Tensor] | None = None
@@ -59,14 +65,21 @@ class BatchStream:
         per_epoch = self._per_epoch(world)
         epoch, within = divmod(index, per_epoch)
         global_size = self.batch_size * world
-        chosen = self._epoch_order(epoch)[within * global_size : (within + 1) * global_size]
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        chosen = self._epoch_order(epoch)[within * global_size : (within + 1) * global_size].to(self.device)
+        generator = torch.Generator(self.device).manual_seed(self.seed * 1_000_003 + index)
         prepared = prepare(self.images[chosen], self.kind, self.levels, generator)
         mine = slice(rank * self.batch_size, (rank + 1) * self.batch_size)
         out = {"x": prepared[mine]}
         if self.labels is not None:
             out["y"] = self.labels[chosen][mine]
         return out
+
+    def to(self, device: torch.device | str) -> BatchStream:
+        """Keep the images (and labels) on ``device`` and build every batch there from now on."""
+        self.device = torch.device(device)
+        self.images = self.images.to(self.device)
+        self.labels = None if self.labels is None else self.labels.to(self.device)
+        return self
 
     def _epoch_order(self, epoch: int) -> Tensor:
         if self._order is None or self._order[0] != epoch:

@@ -25,8 +25,8 @@ def binarize(images: Tensor, levels: int, generator: torch.Generator | None) -> 
 
 
 def dequantize(images: Tensor, levels: int, generator: torch.Generator | None) -> Tensor:
-    """Uniform dequantization to [0, 1): (x + u) / levels, u ~ U[0, 1)."""
-    noise = torch.rand(images.shape, generator=generator)
+    """Uniform dequantization to [0, 1): (x + u) / levels, u ~ U[0, 1) drawn on the images' device."""
+    noise = torch.rand(images.shape, generator=generator, device=images.device)
     return (images.float() + noise) / levels
 
 

@@ -69,14 +69,21 @@ class LoadedFeatureNet:
     net: FeatureNet
     card: dict
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether the net scores independent attributes (sigmoids) rather than one class (a softmax)."""
+        return bool(self.card.get("multi_label", False))
+
     @torch.no_grad()
     def features_and_probabilities(self, images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
-        """Images in [0, 1] -> float64 features [N, 128] and class probabilities [N, K]."""
+        """Images in [0, 1] -> float64 features [N, 128] and class probabilities [N, K] (per attribute for a
+        multi-label net)."""
         features, probabilities = [], []
         for chunk in images.float().split(batch_size):
             f = self.net.features(chunk)
             features.append(f.double())
-            probabilities.append(F.softmax(self.net.classifier(f), -1).double())
+            logits = self.net.classifier(f)
+            probabilities.append((torch.sigmoid(logits) if self.multi_label else F.softmax(logits, -1)).double())
         return torch.cat(features), torch.cat(probabilities)
 
 
@@ -125,16 +132,24 @@ def load_feature_net(data: str, directory: Path | None = None) -> LoadedFeatureN
 
 
 @torch.no_grad()
-def accuracy(net: FeatureNet, images: Tensor, labels: Tensor) -> float:
+def accuracy(net: FeatureNet, images: Tensor, labels: Tensor, levels: int | None = None) -> float:
+    """Share of test images classified right: images in [0, 1], or uint8 with ``levels`` grey levels (converted a
+    chunk at a time, so a large colour set is never held as floats). Multi-label sets (labels [N, K] of 0/1, e.g.
+    CelebA's 40 attributes): the mean over attributes of the share right."""
     net.eval()
-    correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in zip(images.split(1000), labels.split(1000)))
+    correct = 0.0
+    for x, y in zip(images.split(1000), labels.split(1000)):
+        logits = net(x.float() / (levels - 1) if levels else x)
+        hits = (logits > 0) == y.bool() if y.dim() == 2 else logits.argmax(1) == y
+        correct += float(hits.float().mean(1).sum() if y.dim() == 2 else hits.sum())
     return correct / len(labels)
 
 
 def train_feature_net(
     data: str, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3, seed: int = 0
 ) -> tuple[FeatureNet, dict]:
-    """The recipe of the shipped weights: Adam with a cosine schedule, random shifts, on the train split only."""
+    """The recipe of the shipped weights: Adam with a cosine schedule, random shifts, on the train split only.
+    Class labels train a softmax classifier; attribute rows (labels [N, K] of 0/1) one sigmoid per attribute."""
     from genzoo.data import load_dataset
     from genzoo.data.transforms import random_shift
     from genzoo.models.base import adam
@@ -142,21 +157,26 @@ def train_feature_net(
     dataset = load_dataset(data)
     if dataset.train_labels is None:
         raise GenzooError(f"{data} has no labels to train a feature classifier on")
+    multi_label = dataset.train_labels.dim() == 2
+    classes = dataset.train_labels.shape[1] if multi_label else dataset.num_classes or 10
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    unit_train = dataset.train.float() / (dataset.levels - 1)
-    unit_test = dataset.test.float() / (dataset.levels - 1)
-    net = FeatureNet(dataset.image_shape[0], dataset.num_classes or 10)
+    scale = dataset.levels - 1
+    net = FeatureNet(dataset.image_shape[0], classes)
     optimizer = adam(net.parameters(), lr)
-    steps = epochs * -(-len(unit_train) // batch_size)
+    steps = epochs * -(-len(dataset.train) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     started = time.perf_counter()
     for _ in range(epochs):
         net.train()
-        order = torch.randperm(len(unit_train), generator=generator)
+        order = torch.randperm(len(dataset.train), generator=generator)
         for index in order.split(batch_size):
-            images = random_shift(unit_train[index], SHIFT_PIXELS, generator)
-            loss = F.cross_entropy(net(images), dataset.train_labels[index])
+            images = random_shift(dataset.train[index].float() / scale, SHIFT_PIXELS, generator)
+            logits, labels = net(images), dataset.train_labels[index]
+            if multi_label:
+                loss = F.binary_cross_entropy_with_logits(logits, labels.float())
+            else:
+                loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -165,11 +185,12 @@ def train_feature_net(
         "data": data,
         "data_source": dataset.source,
         "channels": dataset.image_shape[0],
-        "classes": dataset.num_classes or 10,
+        "classes": classes,
+        "multi_label": multi_label,
         "image_shape": list(dataset.image_shape),
-        "test_accuracy": accuracy(net, unit_test, dataset.test_labels),
-        "test_images": len(unit_test),
-        "train_images": len(unit_train),
+        "test_accuracy": accuracy(net, dataset.test, dataset.test_labels, dataset.levels),
+        "test_images": len(dataset.test),
+        "train_images": len(dataset.train),
         "recipe": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "shift_pixels": SHIFT_PIXELS},
         "train_seconds": round(time.perf_counter() - started, 1),
         "parameters": sum(p.numel() for p in net.parameters()),

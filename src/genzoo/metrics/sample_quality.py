@@ -159,7 +159,6 @@ def sample_quality(
         real_features[torch.randperm(len(real), generator=generator)[:paired]],
         fake_features[torch.randperm(len(generated), generator=generator)[:paired]],
     )
-    score, score_std = inception_score(fake_probabilities, generator=generator)
     report: dict[str, Any] = {
         "feature_net": feature_net.name,
         "feature_net_test_accuracy": feature_net.card["test_accuracy"],
@@ -172,10 +171,14 @@ def sample_quality(
         "recall": recall,
         "precision_recall_k": NEAREST_NEIGHBOURS,
         "precision_recall_samples": paired,
-        "inception_score_analogue": score,
-        "inception_score_analogue_std": score_std,
-        "real_inception_score_analogue": inception_score(real_probabilities, generator=generator)[0],
     }
+    if not feature_net.multi_label:  # the score needs one class per image; attribute nets (celeba) have none
+        score, score_std = inception_score(fake_probabilities, generator=generator)
+        report.update(
+            inception_score_analogue=score,
+            inception_score_analogue_std=score_std,
+            real_inception_score_analogue=inception_score(real_probabilities, generator=generator)[0],
+        )
     if inception_weights is not None:
         report.update(standard_fid(generated, real, inception_weights))
     return report

@@ -2,7 +2,28 @@
 
 A model knows nothing of files, the CLI or Lightning. The engine calls ``training_step(batch, step)`` with a
 :class:`Step` whose ``optimize(loss, name)`` does zero-grad, backward and the optimizer step, so adversarial
-alternation, extra updates and schedules all live in the model's own file.
+alternation and extra updates live in the model's own file.
+
+To add a model, subclass :class:`GenerativeModel` (or a family base, which fills most of this in) and define:
+
+- ``name`` (set by ``@models.register("name")``), ``family``, and ``Config``: a dataclass subclassing
+  :class:`TrainConfig`, every field a setting ``--set key=value`` can change;
+- ``__init__(config, image_shape)``: build the networks (their attribute names are the checkpoint's keys);
+- ``training_step(batch, step)``: the objective, one ``step.optimize(loss, name)`` per update, returning the
+  values to log (detached scalars);
+- ``sample(n, **options)`` and ``evaluate(x, labels, levels, data)``.
+
+and may override:
+
+- ``input_kind`` (what the data layer prepares: "binary", "dequantized", "signed", "levels" or "unit"),
+  ``default_data``, ``precision`` (a measured preference), ``default_batches`` (the budget it was measured at);
+- ``configure_optimizers()``: a dict of optimizers by name (default: one Adam "model" over every parameter);
+- the schedule: a ``decay_fraction`` default in ``Config`` (the rates decay linearly to 0 over that share of the
+  planned batches; the engine sets them before each batch) and ``decayed_optimizers`` (which optimizers follow
+  it; default all);
+- ``figures(x)``: extra images for the run directory.
+
+``genzoo.models.template`` is the smallest complete model.
 """
 
 from __future__ import annotations
@@ -22,15 +43,18 @@ from genzoo.errors import GenzooError
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
-def adam(parameters: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+def adam(
+    parameters: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.0
+) -> torch.optim.Adam:
     """Adam, with torch's fused kernel where the parameters live on a device that has one (one pass over each
     parameter per update instead of a chain of whole-tensor temporaries). The update is the same algorithm; it is
-    faster where layers are large: InfoGAN's training batch (two 6.4M-weight layers) ran 1.2-1.4x faster on CPU
-    (benchmarks/RESULTS.md). ``parameters`` are tensors or parameter groups, as torch.optim takes them."""
+    faster where layers are large (benchmarks/log/speed.md, "Adam's fused kernel"). ``parameters`` are tensors or
+    parameter groups, as torch.optim takes them; ``weight_decay`` adds that multiple of each weight to its gradient
+    (an L2 penalty)."""
     items = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in parameters]  # one pass
     tensors = [t for item in items for t in (item["params"] if isinstance(item, dict) else [item])]
     fused = bool(tensors) and all(t.device.type in FUSED_ADAM_DEVICES for t in tensors)
-    optimizer = torch.optim.Adam(items, lr=lr, betas=betas, fused=fused or None)
+    optimizer = torch.optim.Adam(items, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None)
     if fused:
         optimizer.register_load_state_dict_post_hook(_lay_out_state_like_parameters)
     return optimizer
@@ -59,7 +83,8 @@ class Step(Protocol):
 
 
 class DirectStep:
-    """A :class:`Step` without Lightning, for tests, benchmarks and notebooks that call ``training_step`` by hand.
+    """A :class:`Step` without Lightning, for tests, benchmarks and notebooks that call ``training_step`` by hand;
+    the learning rates are those of batch ``batch_index``.
 
     ``calls`` records the optimizer names in the order the model used them.
     """
@@ -67,6 +92,7 @@ class DirectStep:
     def __init__(self, model: GenerativeModel, batch_index: int = 0, max_batches: int | None = None) -> None:
         self.optimizers = model.configure_optimizers()
         self.batch_index, self.max_batches = batch_index, max_batches
+        schedule_learning_rates(model, self.optimizers, batch_index, max_batches)  # as the engine does per batch
         self.calls: list[str] = []
 
     def optimize(self, loss: Tensor, optimizer: str = "model") -> None:
@@ -81,10 +107,39 @@ class TrainConfig:
     """Fields every model config has (subclass it and add the model's own)."""
 
     lr: float = 1e-3
+    # share of the planned batches (--max-steps) over which every scheduled rate decays linearly to 0 (CycleGAN's
+    # schedule); 0 keeps the rates constant
+    decay_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.lr < float("inf"):
             raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise ValueError(f"decay_fraction must be between 0 and 1, got {self.decay_fraction}")
+
+
+def linear_decay(batch_index: int, max_batches: int | None, decay_fraction: float) -> float:
+    """The learning-rate factor of CycleGAN's schedule: 1 for the first part of training, then linearly to 0
+    over the last ``decay_fraction`` of ``max_batches`` (100 + 100 epochs in the paper); 1 when training by
+    epochs (the total is unknown)."""
+    if not max_batches or decay_fraction <= 0:
+        return 1.0
+    start = max_batches * (1 - decay_fraction)
+    return float(min(1.0, max(0.0, (max_batches - batch_index) / max(max_batches - start, 1))))
+
+
+def schedule_learning_rates(
+    model: GenerativeModel, optimizers: dict[str, torch.optim.Optimizer], batch_index: int, max_batches: int | None
+) -> float:
+    """Sets the rate of every optimizer the model schedules (``decayed_optimizers``) for batch ``batch_index``:
+    its initial rate times :func:`linear_decay`; the engine calls it before each training batch. Returns the
+    factor."""
+    factor = linear_decay(batch_index, max_batches, model.config.decay_fraction)
+    names = optimizers if model.decayed_optimizers is None else model.decayed_optimizers
+    for name in names:
+        for group in optimizers[name].param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+    return factor
 
 
 class GenerativeModel(nn.Module):
@@ -96,9 +151,11 @@ class GenerativeModel(nn.Module):
     input_kind: ClassVar[InputKind] = "unit"
     default_data: ClassVar[str] = "mnist"  # what `genzoo train MODEL` uses without --data
     precision: ClassVar[str] = "32-true"  # Lightning precision used unless the user asks otherwise (measured choice)
-    # batches `genzoo train` runs when given neither --max-steps nor --max-epochs: the budget benchmarks/RESULTS.md
-    # measured the model at; None: DEFAULT_EPOCHS epochs
+    # batches `genzoo train` runs when given neither --max-steps nor --max-epochs: the budget the model was measured
+    # at (benchmarks/README.md); None: DEFAULT_EPOCHS epochs
     default_batches: ClassVar[int | None] = None
+    # the optimizers whose rates follow ``config.decay_fraction`` (None: all of them)
+    decayed_optimizers: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
@@ -157,6 +214,11 @@ class GenerativeModel(nn.Module):
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(self.parameters(), self.config.lr)}
+
+    def training_only_modules(self) -> tuple[str, ...]:
+        """Names of the submodules (and buffers) that only training uses, such as a GAN's critic: the zoo ships
+        the rest, and ``sample`` / ``evaluate`` / ``figures`` must not read them (tested with them set to NaN)."""
+        return ()
 
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -11,8 +11,8 @@
   discriminators (buffer of 50; once full, each query returns a stored image with probability 1/2, swapping in
   the new one).
 - :func:`replicate` and :func:`one_hot_groups`: label vectors as images for conditioning.
-- :func:`call_together`: one network on several batches in one call where that is exact; with
-  :func:`running_statistics_kept`, batch norm's running statistics come from the passes that translate only.
+- :func:`call_on_each`: one network on several batches in one call where that is exact; with
+  :func:`batch_statistics_only`, batch norm's running statistics come from the passes that translate only.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def batch_norms(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 @contextmanager
-def running_statistics_kept(*networks: nn.Module) -> Iterator[None]:
+def batch_statistics_only(*networks: nn.Module) -> Iterator[None]:
     """Batch norm in training mode normalizes with each batch's statistics but leaves its running statistics (what
     evaluation normalizes with) as they are: for auxiliary passes whose inputs are not what the network translates."""
     layers = [m for network in networks for m in batch_norms(network) if m.track_running_stats]
@@ -145,14 +145,14 @@ def running_statistics_kept(*networks: nn.Module) -> Iterator[None]:
             layer.track_running_stats = True
 
 
-def call_together(network: nn.Module, *inputs: Tensor) -> list[Tensor]:
+def call_on_each(network: nn.Module, *inputs: Tensor) -> list[Tensor]:
     """``[network(x) for x in inputs]``, computed in one call of the concatenated inputs when that is exact: one
-    call on twice the images runs faster on a CPU (CycleGAN's step 1.10x in CPU time) than two. Networks with batch
+    call on twice the images runs faster on a CPU than two. Networks with batch
     norm get separate calls, so each input keeps its own batch statistics, and only the first input updates the
     running statistics (the others are auxiliary passes); per-image norms need no such care."""
     if batch_norms(network):
         first = network(inputs[0])
-        with running_statistics_kept(network):
+        with batch_statistics_only(network):
             return [first, *(network(x) for x in inputs[1:])]
     return list(network(torch.cat(inputs)).split([len(x) for x in inputs]))
 

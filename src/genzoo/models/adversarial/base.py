@@ -4,6 +4,22 @@ One training batch (Goodfellow et al. 2014, Algorithm 1 with k=1): the discrimin
 batch and a detached generated batch, then the generator takes one step through a frozen discriminator (its
 parameters stop requiring gradients, so no discriminator weight gradient is computed or touched by the generator
 loss). The losses come from :mod:`genzoo.losses`.
+
+To add a GAN, subclass :class:`AdversarialModel` with a ``Config`` subclassing :class:`AdversarialConfig`, and define:
+
+- ``__init__``: call ``super().__init__`` and build ``generator`` (z [B, latent_dim] -> images in [-1, 1]) and
+  ``discriminator`` (images -> logits); ``normal_init`` gives DCGAN's initialization.
+
+and may override:
+
+- ``latent(n)``: what G is fed (InfoGAN appends its codes); ``generate`` / ``discriminate`` for networks with
+  other inputs or outputs;
+- ``discriminator_step`` / ``generator_step``: extra loss terms (InfoGAN's L_I), each returning "loss" plus logs;
+- ``generator_parameters()``: the generator optimizer's parameter groups (InfoGAN adds Q's head);
+- ``augment(images)``: what D sees of every image, real or generated;
+- ``training_step`` itself, when one batch is not one D and one G update (ProGAN's growth, Puzzle-GAN).
+
+Training, sampling and the sample-quality evaluation come with the class.
 """
 
 from __future__ import annotations
@@ -32,7 +48,7 @@ class AdversarialConfig(TrainConfig):
     beta1: float = 0.5
     beta2: float = 0.999
     loss: str = "non-saturating"  # one of genzoo.losses.ADVERSARIAL_LOSSES
-    eval_samples: int = 2000  # generated images scored by evaluate
+    eval_samples: int = 10_000  # generated images scored by evaluate (Fréchet distance is biased at small counts)
     eval_seed: int = 0  # evaluate draws its noise from this seed: the same run gives the same numbers
     inception_weights: str | None = None  # TorchScript Inception-v3 file: adds the standard FID to evaluate
 
@@ -94,6 +110,9 @@ class AdversarialModel(GenerativeModel):
 
     generator: nn.Module
     discriminator: nn.Module
+
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",)
 
     def __init__(self, config: AdversarialConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)

@@ -23,7 +23,7 @@ from genzoo.models.adversarial.base import AdversarialConfig, AdversarialModel, 
 from genzoo.registry import models
 
 
-def upsamplings(size: int) -> tuple[int, int]:
+def base_and_doublings(size: int) -> tuple[int, int]:
     """(base, k): size = base * 2^k with base <= 7 (28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4))."""
     base, k = size, 0
     while base > 7 and base % 2 == 0:
@@ -36,9 +36,9 @@ def upsamplings(size: int) -> tuple[int, int]:
 class Projection(nn.ConvTranspose2d):
     """G's first layer: z [B, latent, 1, 1] -> [B, C, k, k], a k x k transposed convolution of a 1x1 input, which is
     the paper's "project and reshape": one matrix multiply. Computed as that multiply because oneDNN's transposed
-    convolution kernel runs it at a few percent of the machine's peak (in channels_last: 5 ms against 0.3 ms for the
-    multiply at batch 64; DCGAN's whole training batch 3% faster, benchmarks/RESULTS.md). Parameters, their layout
-    and initialization are the transposed convolution's, so checkpoints are the same either way."""
+    convolution kernel runs it at a few percent of the machine's peak (benchmarks/log/speed.md, "Every model, one
+    table"). Parameters, their layout and initialization are the transposed convolution's, so checkpoints are the
+    same either way."""
 
     def __init__(self, latent_dim: int, channels: int, size: int) -> None:
         super().__init__(latent_dim, channels, size, 1, 0, bias=False)
@@ -53,7 +53,7 @@ class Projection(nn.ConvTranspose2d):
 
 def dcgan_generator(latent_dim: int, image_shape: tuple[int, int, int], width: int) -> nn.Sequential:
     channels, size, _ = image_shape
-    base, k = upsamplings(size)
+    base, k = base_and_doublings(size)
     hidden = width * 2 ** (k - 1)
     layers: list[nn.Module] = [
         nn.Unflatten(1, (latent_dim, 1, 1)),
@@ -71,7 +71,7 @@ def dcgan_generator(latent_dim: int, image_shape: tuple[int, int, int], width: i
 
 def dcgan_discriminator(image_shape: tuple[int, int, int], width: int) -> nn.Sequential:
     channels, size, _ = image_shape
-    base, k = upsamplings(size)
+    base, k = base_and_doublings(size)
     hidden = width
     layers: list[nn.Module] = [nn.Conv2d(channels, hidden, 4, 2, 1), nn.LeakyReLU(0.2, True)]
     for _ in range(k - 1):
@@ -93,9 +93,8 @@ class DCGAN(AdversarialModel):
     """Deep convolutional GAN for square images of 28, 32, 64, ... pixels."""
 
     Config = DCGANConfig
-    # measured (benchmarks/RESULTS.md): bf16 autocast + channels_last 2.7k img/s vs 1.8k fp32 channels_last at
-    # batch 64 on 2 cores, with the same sample quality after 400 batches
-    precision = "bf16-mixed"
+    default_batches = 10000  # the budget of its zoo entry and results row
+    precision = "bf16-mixed"  # with channels_last, faster at the same quality (benchmarks/log/gan.md, "Speed")
 
     def __init__(self, config: DCGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)

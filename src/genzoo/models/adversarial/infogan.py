@@ -9,8 +9,8 @@ bound of eq. (4)-(5):
 which G and Q maximize alongside the adversarial game (eq. 6: min_{G,Q} max_D V(D, G) - lambda L_I(G, Q), lambda = 1
 for c_cat, ``continuous_weight`` for c_cont). The categorical term is a cross-entropy; the continuous codes use a
 factored Gaussian with unit variance (the paper notes a fixed variance suffices), i.e. a squared error, weighted 1
-as in the paper's released code (the text allows a smaller weight; 0.1 let two codes share two similar digits,
-split by style, benchmarks/RESULTS.md). Networks
+as in the paper's released code (the text allows a smaller weight, which let two codes share two similar digits;
+benchmarks/log/gan.md, "continuous codes' weight"). Networks
 and learning rates follow the paper's MNIST appendix (Table 1): D/Q trunk conv64-conv128-fc1024, Q head fc128;
 G fc1024-fc(128 x H/4 x W/4)-upconv64-upconv; D lr 2e-4, G lr 1e-3.
 
@@ -21,15 +21,12 @@ D's), on the same generated batch D sees, and G takes it in its own step through
 generator's adversarial loss moves no discriminator or Q parameter. No labels are used anywhere in training; they
 only score the categorical code afterwards (best one-to-one matching, as the paper's 5% error on MNIST).
 
-Departure: every image D and Q see in training, real or generated, is translated by a random offset of up to
-``augment_shift`` = 2 pixels (differentiably, so G is trained through it: DiffAugment's "translation", Zhao et al.
-2020). The embedded MNIST has 4,000 training digits, not the paper's 60,000, and without it D memorizes them: after
-5,500 batches it scores real training digits 0.83-0.87 but real test digits 0.07-0.09, as fake as G's samples,
-and Q, which shares its trunk, found the digit classes in one of five seeds. With it D scores training and test
-digits alike and the code accuracy rose by 8-10 points on both seeds compared, to 95-96% together with the
-continuous weight of 1 (benchmarks/RESULTS.md). ``augment_shift=0`` gives the paper's InfoGAN, and better samples
-where D has enough images not to memorize them (fashion-mnist's 60,000: Fréchet 43 without, 86 with, at 2,000
-batches).
+Departures (measured: benchmarks/log/gan.md):
+- Every image D and Q see in training, real or generated, is translated by a random offset of up to
+  ``augment_shift`` = 2 pixels (differentiably, so G is trained through it: DiffAugment's "translation", Zhao et al.
+  2020): on the embedded MNIST's 4,000 training digits (the paper: 60,000) D memorized them, and Q, which shares its
+  trunk, lost the digit classes. ``augment_shift=0`` is the paper's InfoGAN, with better samples where D has enough
+  images not to memorize (fashion-mnist). Log: "InfoGAN: the discriminator memorized the 4,000 digits".
 """
 
 from __future__ import annotations
@@ -99,9 +96,13 @@ class InfoGAN(AdversarialModel):
     """GAN with a categorical and continuous latent codes recovered by a Q head on D's trunk."""
 
     Config = InfoGANConfig
-    # 1.9x fp32's img/s on a bf16-native CPU, with the same code accuracy then (benchmarks/RESULTS.md); the current
-    # defaults (translations, continuous weight 1) were measured in fp32, on a CPU without native bf16
+    default_batches = 5500  # the budget of its zoo entry and results row
+    # faster on a bf16-native CPU at the same code accuracy (benchmarks/log/gan.md, "Speed"); the current defaults
+    # (translations, continuous weight 1) were measured in fp32, on a CPU without native bf16
     precision = "bf16-mixed"
+
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ()  # Q, which evaluate's code accuracy reads, shares D's trunk; D's own head is one small layer
 
     def __init__(self, config: InfoGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
@@ -225,8 +226,19 @@ class InfoGAN(AdversarialModel):
             continuous = continuous.clone()
             continuous[:, names.index(code_name) - 1] = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, k)[columns]
             categories = rows
-        one_hot = F.one_hot(categories, k).to(noise)
-        return self.generate(torch.cat([noise, one_hot, continuous], 1))
+        return self.generate_from_codes(noise, categories, continuous)
+
+    @torch.no_grad()
+    def generate_from_codes(self, noise: Tensor, categories: Tensor, continuous: Tensor) -> Tensor:
+        """Images [B, C, H, W] in [-1, 1] of the given codes: noise z [B, latent_dim], category indices [B] and
+        continuous codes [B, continuous] (the prior is U(-1, 1); values beyond it extrapolate, as in Fig. 2)."""
+        c = self.config
+        if noise.shape[1:] != (c.latent_dim,) or continuous.shape[1:] != (c.continuous_codes,):
+            raise GenzooError(f"infogan codes: noise needs {c.latent_dim} values, continuous {c.continuous_codes}")
+        if not bool(((categories >= 0) & (categories < c.categories)).all()):
+            raise GenzooError(f"infogan categories must be in 0..{c.categories - 1}")
+        one_hot = F.one_hot(categories.long(), c.categories).to(noise)
+        return self.generate(torch.cat([noise, one_hot, continuous.to(noise)], 1).to(self._device()))
 
     @torch.no_grad()
     def figures(self, x: Tensor) -> dict[str, Tensor]:

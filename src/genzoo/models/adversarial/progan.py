@@ -16,16 +16,13 @@ uses the equalized learning rate (Sec. 4.1). Loss: WGAN-GP (lambda 10) plus the 
 epsilon_drift * E[D(x)^2], epsilon_drift = 0.001 (Appendix A.1); one critic step per generator step; Adam
 (lr 1e-3, beta1 0, beta2 0.99). Samples come from an exponential moving average of G's weights.
 
-Departures (CPU budget): channels are min(``max_channels`` = 32, 512 / resolution) instead of min(512, 16384 /
-resolution), the latent is 128-d instead of 512-d, and the phases last ``phase_images`` images instead of 800k.
-The generator learns 4x slower than the critic (Adam lr 2.5e-4 vs 1e-3; the paper uses 1e-3 for both): with
-these narrow networks and short phases, equal rates collapsed the samples to one or two shapes by the 16x16 stage
-(per-pixel standard deviation over a batch falling from 0.19 to 0.08 against the data's 0.28, measured), while the
-slower generator (the two time-scale update rule of Heusel et al. 2017) kept the variety and drew recognisable
-digits after 1,100 batches. The weight average decays by 0.99 per batch instead of 0.999: the paper's phases
-last thousands of batches, ours 156 (10k images at batch 64), and a 0.999 average (a memory of ~1,000 batches)
-still held mostly untrained weights of the newest block when sampled (FID-style 2,687 after 1,002 batches, recall
-0.000); at 0.99 the average scores like the trained generator (1,249 vs 1,171 after 1,300 batches).
+Departures (measured: benchmarks/log/progressive-puzzle.md):
+- CPU budget: channels min(``max_channels`` = 32, 512 / resolution) instead of min(512, 16384 / resolution), a
+  128-d latent instead of 512-d, phases of ``phase_images`` images instead of 800k.
+- The generator learns 4x slower than the critic (Adam lr 2.5e-4 vs 1e-3; the paper: 1e-3 for both, here the two
+  time-scale rule of Heusel et al. 2017): equal rates collapsed the samples to one or two shapes by the 16x16 stage.
+- The weight average decays by 0.99 per batch instead of 0.999, whose ~1,000-batch memory outlasts our short
+  phases (it still held the newest block's untrained weights when sampled).
 
 28x28 data (MNIST, Fashion-MNIST) is padded with 2 pixels of background on every side to 32x32: exact, and undone
 by cropping the generated 32x32 images back to 28x28, so samples, the run's image shape and the metrics match the
@@ -170,6 +167,7 @@ class ProGAN(AdversarialModel):
     """Progressive growing GAN with WGAN-GP + drift; see the module docstring."""
 
     Config = ProGANConfig
+    default_batches = 2600  # the budget of its zoo entry and results row
 
     def __init__(self, config: ProGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
@@ -188,6 +186,9 @@ class ProGAN(AdversarialModel):
         # images the networks have been trained on: sampling after a stopped run uses the stage it reached
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self.padding = ((size - height) // 2, (size - width) // 2)
+
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",) if self.generator_ema is None else ("discriminator", "generator")
 
     def stage(self, images_seen: int | None = None) -> tuple[int, float]:
         """(level, alpha) of the growth schedule after ``images_seen`` images (default: those trained on)."""
@@ -219,6 +220,17 @@ class ProGAN(AdversarialModel):
         images = generator(latent, level, alpha)
         images = F.interpolate(images, size=(self.config.resolution,) * 2, mode="nearest")
         return self.crop(images).clamp(-1, 1)
+
+    @torch.no_grad()
+    def generate_at(self, latent: Tensor, level: int) -> Tensor:
+        """Images in [-1, 1] at the resolution of ``level`` (4 * 2^level, padding included) from the sampling
+        generator: what its toRGB layer of that level draws now (the stage's fade-in alpha at the level reached,
+        fully faded in below it). Levels beyond the stage reached were never trained and are refused."""
+        reached, alpha = self.stage()
+        if not 0 <= level <= reached:
+            raise GenzooError(f"progan has grown through levels 0..{reached} (4x4 to {4 * 2**reached}), not {level}")
+        generator = self.generator_ema if self.generator_ema is not None else self.generator
+        return generator(latent, level, alpha if level == reached else 1.0).clamp(-1, 1)
 
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
         c = self.config

@@ -39,7 +39,7 @@ from genzoo.data.transforms import scale_signed
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.models.adversarial.base import EVAL_CHUNK, AdversarialConfig, AdversarialModel, frozen, normal_init
-from genzoo.models.adversarial.dcgan import dcgan_discriminator, upsamplings
+from genzoo.models.adversarial.dcgan import base_and_doublings, dcgan_discriminator
 from genzoo.models.base import Step
 from genzoo.registry import models
 
@@ -84,9 +84,9 @@ class PartEncoder(nn.Module):
         return self.layers(patches)
 
 
-def decoder_widths(width: int, upsamplings_count: int) -> list[int]:
+def decoder_widths(width: int, doublings: int) -> list[int]:
     """Channels at each scale, coarsest first: width * 2^(k-1), ..., width."""
-    return [width * 2 ** (upsamplings_count - 1 - i) for i in range(upsamplings_count)]
+    return [width * 2 ** (doublings - 1 - i) for i in range(doublings)]
 
 
 def up(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -151,6 +151,7 @@ class PuzzleGAN(AdversarialModel):
     """Whole images and part masks from K key patches; see the module docstring."""
 
     Config = PuzzleGANConfig
+    default_batches = 2600  # the budget of its zoo entry and results row
 
     def __init__(self, config: PuzzleGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
@@ -161,7 +162,7 @@ class PuzzleGAN(AdversarialModel):
             raise GenzooError(f"puzzlegan patch_size must be between 2 and {height - 1}, got {config.patch_size}")
         if config.patch_count < 1:
             raise GenzooError("puzzlegan patch_count must be at least 1")
-        base, k = upsamplings(height)
+        base, k = base_and_doublings(height)
         widths = decoder_widths(config.width, k)
         code = config.patch_count * config.part_features
         self.encoder = PartEncoder(channels, config.part_features)

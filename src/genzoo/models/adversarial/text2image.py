@@ -1,102 +1,43 @@
-"""Text-to-image GAN-INT-CLS (Reed et al., ICML 2016): images drawn from a sentence.
+"""Text-to-image GAN-INT-CLS: Reed, Akata, Yan, Logeswaran, Schiele & Lee, "Generative Adversarial Text to Image
+Synthesis", ICML 2016.
 
-The text embedding phi(t) is compressed by a fully connected layer with leaky ReLU (128 dimensions, as in the
-paper) and concatenated with noise z ~ N(0, I) (100 dimensions) in the generator; the discriminator convolves the
-image down to a ~4x4 map (as the paper's 4x4), concatenates its own compression of phi(t), spatially replicated,
-and ends with a 1x1 and a full-map convolution. Training (Algorithm 1):
+Objective (Algorithm 1). With h = phi(t) the embedding of a caption t, h^ that of a mismatched caption, x^ = G(z, h)
+and h_int = beta h_1 + (1 - beta) h_2 (beta = 1/2) between two captions of the batch, D maximizes (CLS)
 
-- CLS, the matching-aware discriminator: D sees three pairs — (real image, right text) as real, and both
-  (real image, mismatched text) and (fake image, right text) as fake, each fake term weighted 1/2:
-  L_D = log D(x, h) + (log(1 - D(x, h_mismatch)) + log(1 - D(G(z, h), h))) / 2  (maximized; here as BCE).
-- INT: the generator also learns from interpolated embeddings beta h_1 + (1 - beta) h_2 (beta = 1/2) of two
-  captions of the batch, for which no image exists, so only its adversarial term uses them.
+    L_D = log D(x, h) + ( log(1 - D(x, h^)) + log(1 - D(x^, h)) ) / 2
 
-Text encoder, and the choice made: a word-level bidirectional GRU (mean of its states, unit norm), pre-trained in
-the same run with a joint image-text embedding objective, then frozen. Reed et al. pre-train a char-CNN-RNN with
-a structured joint embedding loss against an image encoder ("Learning deep representations of fine-grained
-visual descriptions", 2016) and keep it fixed; here the objective is a symmetric softmax over batch cosine
-similarities in which every image and caption with the same label row is a positive, run for the first
-``text_pretrain_batches`` batches (1,000: well under a minute, since only the small encoders train; without the
-phrasing noise below, 400 batches retrieved the right attribute row from a held-out phrasing for 76% of test
-captions, 1,000 for 96%). Word level, because the
-captions use a small vocabulary of whole words and synonyms (a character-level encoder would spend its capacity
-and this budget on spelling); pre-trained in the run rather than shipped, so ``genzoo train`` stays one command
-and works on a user's own captions. Words outside the closed caption vocabulary (users' captions) get ids by
-feature hashing (``hashed_words`` buckets), so no word list has to be stored with the weights. Pre-training adds
-phrasing noise so that an embedding depends on what a caption says, not on how: each caption's words are shuffled
-(``word_order_noise``), and a second caption of each label row (other template and synonyms, also shuffled) is
-pulled to the first by the same softmax between the two sets of texts (``phrasing_term``; Reed et al. reach the
-same end by averaging the embeddings of several captions of an image). Measured after the 1,000 batches, on
-held-out phrasings of 1,000 test captions: the nearest mean training-phrasing embedding is the right label row for
-100% (97.6% without the noise), and the distance to it, relative to the gap to the nearest other row, fell from
-0.55 to 0.34. With it the generator, which only ever sees training phrasings, lost far less on held-out ones.
-Pre-training also drops each word with probability ``word_dropout`` (0.15; the word dropout of Iyyer et al.
-2015). Without it a word that training captions use only inside one phrase ("the", only in "tilted to the left /
-right") took a meaning of its own: held-out "the {class} is ..." captions landed 0.53 of that gap away from their
-row (training phrasings 0.17-0.25, the other held-out ones 0.18-0.34), and the generator drew them worst; with it
-0.31 (training 0.21-0.29; seed 1, after pre-training; benchmarks/RESULTS.md).
+and G maximizes (non-saturating, INT)
 
-Departures, each for a measured reason (benchmarks/RESULTS.md, issue 6 text-to-image section):
+    L_G = log D(x^, h) + log D(G(z, h_int), h_int).
 
-- Scale of the condition. phi(t) is unit-norm, so with the DCGAN N(0, 0.02) initialization the compressed text
-  entered G ~50x weaker than z and moved its output 1.3% as much as z did: G ignored the caption (caption match
-  at chance after 1,500 batches). The condition is phi(t) * sqrt(text_dim) (unit variance per dimension, like z)
-  and both compression layers keep PyTorch's default initialization; attributes then began to follow the text.
-- Mismatched text with one factor changed (``mismatch="one-factor"``, attribute captions only). With the paper's
-  random mismatch, 97% of wrong captions differ in colour, background, thickness or slant, so D learned to check
-  those and never the digit: its score on real images with a caption naming the wrong class equalled its score
-  with the right caption. A wrong caption here is the right one with exactly one of class / thickness / slant /
-  colour / background changed, so every factor must be checked. A user's captions use the random mismatch.
-- A projection term in D (``text_projection``; Miyato & Koyama 2018): logit += <W c(t), sum of D's final image
-  features>, next to the paper's concatenation. The concatenation joins text and image only through a 1x1
-  convolution, a weak way to ask "is this shape a three?"; with the projection's explicit text-image product the
-  class match rose above chance within the budget (and the attributes learned ~2x faster).
-- A batch-wide matching term in D and G (``matching_weight`` 1; the image-sentence contrastive loss of XMC-GAN,
-  Zhang et al. 2021, here on D's projection term). D's projection scores every real image of the batch against
-  every caption of the batch, and a softmax over those scores (both ways, equal label rows counting as
-  positives, as in the text pre-training) asks it to rank each image's own caption first; G gets the same term
-  for its images through the frozen D. With the matching-aware pairs alone D's check of the class stayed weak (a
-  trained D ranked the right caption above a wrong-class one for 71% of test images, where the same D trained
-  on that check alone reached 82% in 300 batches), and G's class followed it: held-out class match 72-77%
-  against the class reader's 94.5%. With the term, at the same seed and budget, held-out caption match rose
-  from 71.7% to 82.9% on seed 0 (class 86.3%, Fréchet 124 -> 85; D then ranks 94.5% of test images right) and
-  from 49.5% to 61.1% on seed 1; weight 0.25 gave 74.9% and 2 gave 81.6% (seed 0). The paper's three pairs and
-  their weights are unchanged; 0 restores its objective.
-- Word dropout in the GAN's captions too (``condition_word_dropout`` 0.15, the right and the mismatched ones alike,
-  so a caption's length tells D nothing). G only sees training phrasings, and whichever held-out template it drew
-  badly moved with the seed (one at 54-64% while the encoder placed all three as close to their rows): G was
-  sensitive to small shifts of its condition it never saw, which dropped words supply (in the spirit of StackGAN's
-  conditioning augmentation, Zhang et al. 2017). Over seeds 0 / 1 / 2, held-out caption match 73.4 / 77.7 / 76.5%
-  -> 78.8 / 79.3 / 82.4%, held-out attributes 89-91% -> 95-99%, at the cost of Fréchet distance (106-115 ->
-  137-154) and 1-2 points on training phrasings.
-- Networks scaled to 28x28 on CPU (two up-convolutions in G, three convolutions in D, width 64), and G ends in a
-  3x3 convolution at full resolution (``refinement`` 32: the last up-convolution keeps 32 channels, with batch
-  norm and ReLU, where DCGAN's draws the image itself). With the up-convolution drawing the image, G's class was
-  the limit: fours came out as closed blobs read as nines (55-65% of fours kept), thin strokes on light
-  backgrounds broke into dots, and held-out class match stayed at 81-83%. With the refinement, same seeds and
-  budget: held-out caption match 78.8 / 79.3 / 82.4% -> 85.6 / 86.1 / 93.0% (seeds 0 / 1 / 2), class 81-83% ->
-  87-93%, Fréchet distance 137-154 -> 73-108, for 1.24x the training time (1 thread, three runs side by side).
-- Samples and evaluation come from an exponential moving average of G's weights (``ema_decay`` 0.999, warmed up
-  as min(0.999, (1 + t) / (10 + t)) over the GAN batches t; Yazici et al. 2019), not from the last G: the GAN
-  oscillates, and at the end of the 6,200-batch run the average matched 64.3% of held-out captions where the last
-  G matched 54.5%. The average keeps its own batch-norm statistics (one forward pass per batch in training mode):
-  with G's statistics averaged and no warm-up, the averaged weights drew images the readers could not recognise.
-- The GAN's rates decay linearly to 0 over the last half of ``--max-steps`` (``decay_fraction``; CycleGAN's
-  schedule) where Reed et al. halve them every 100 of 600 epochs: the same intent, fitted to a budget in batches.
-- The GAN's rate is 3e-4, not the paper's 2e-4 (Adam, beta1 0.5): our budget is 4,000 GAN batches, not 600
-  epochs. At 5,000 batches (1,000 of them text pre-training) held-out caption match was 89.1 / 84.6 / 93.6 /
-  89.0% on seeds 0-3, where 2e-4 gave 81.1 / 77.2% (seeds 0 / 1) at 5,000 and 85.6-93.0% only at 6,200, which
-  took 11-13 minutes on 2 cores; the 5,000 take 564-586 s of training.
+Architecture: phi(t) is compressed by a fully connected layer with leaky ReLU (128 dimensions) and concatenated
+with z ~ N(0, I) (100 dimensions) in G, a DCGAN-style network (two stride-2 up-convolutions); D convolves the
+image down to a ~4x4 map, concatenates its own compression of phi(t) replicated over it, and ends with a 1x1 and a
+full-map convolution (:mod:`genzoo.models.adversarial.text2image_networks`). The text encoder
+(:mod:`genzoo.models.adversarial.text_encoder`) is pre-trained, then frozen, as in the paper.
 
 Captions reach the model without touching the engine: batches of ``mnist-attributes`` carry labels [class,
-thickness, slant, colour, background], and the model writes a caption per image with templates and synonyms of
-:mod:`genzoo.data.captions` from a generator seeded by the batch index (resume-exact). A user's ``folder:PATH``
-with a ``captions.txt`` carries each image's caption as a label row of byte codes, which the model decodes; it
-keeps the first captions it saw in its weights so ``sample`` and the interpolation figure need no data files.
-Evaluation writes captions for the test labels with the held-out templates (and the training ones, to compare)
-and reads the generated images back: class by the base dataset's classifier, attributes by the training-free
-measures of :mod:`genzoo.data.domains`, each reader's accuracy on the real test images reported as the ceiling.
-On a user's folder, where no classifier exists, it reports caption retrieval in the model's own joint embedding.
+thickness, slant, colour, background] that the model captions with the templates of :mod:`genzoo.data.captions`
+(seeded by the batch index, so resume is exact); a ``folder:PATH`` with a ``captions.txt`` carries each image's
+caption as byte codes. Evaluation captions the test labels with held-out templates and reads the images back
+(class by the dataset's classifier, attributes by :func:`genzoo.data.domains.read_attributes`); on a user's
+folder it reports caption retrieval in the model's own joint embedding.
+
+Departures (each measured: benchmarks/log/text2image.md):
+- Text encoder: a word-level bidirectional GRU pre-trained in the run (first ``text_pretrain_batches``) by a
+  symmetric softmax over image-caption cosine similarities, not a separately trained char-CNN-RNN; its captions
+  get phrasing noise (``word_order_noise``, ``word_dropout``, ``phrasing_term``). Log: "Text encoder".
+- The condition enters at the scale of z: phi(t) x sqrt(text_dim), compression layers at PyTorch's default
+  initialization (at DCGAN's, G ignored the caption). Log: "Scale of the condition".
+- A mismatched caption changes exactly one factor (``mismatch="one-factor"``), so D checks every factor, the
+  class included. Log: "One-factor mismatch".
+- D adds a projection term <W c(t), pooled image features> (``text_projection``; Miyato & Koyama 2018) and a
+  batch-wide image-caption matching term in D and G (``matching_weight``; XMC-GAN). Log: "Projection and matching".
+- The GAN's captions drop words too (``condition_word_dropout``). Log: "Condition word dropout".
+- G ends in a 3x3 convolution at full resolution (``refinement``). Log: "Refinement convolution".
+- Samples and evaluation use a warmed-up weight average of G (``ema_decay``). Log: "Weight average".
+- The GAN's rate is 3e-4 (the paper: 2e-4), decaying linearly to 0 over the last ``decay_fraction`` of the run
+  (the paper halves it every 100 epochs). Log: "Learning rate".
 """
 
 from __future__ import annotations
@@ -106,7 +47,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from genzoo.config import added_later
 from genzoo.data.captions import (
@@ -122,19 +63,38 @@ from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
 from genzoo.metrics.sample_quality import frechet_distance_of_features
 from genzoo.models.adversarial.base import frozen, normal_init, update_weight_average, weight_average
+from genzoo.models.adversarial.text2image_networks import ConditionalGenerator, MatchingDiscriminator
+from genzoo.models.adversarial.text_encoder import (
+    ImageEncoder,
+    TextEncoder,
+    drop_words,
+    joint_embedding_loss,
+    matching_loss,
+    shuffle_words,
+)
 from genzoo.models.base import GenerativeModel, Step, TrainConfig, adam
-from genzoo.models.translation.base import classifier_for, classify, linear_decay
+from genzoo.models.translation.base import classifier_for, classify
 from genzoo.registry import models
 
-CAPTION_SEED = 7919  # captions of training batch t come from generator seed CAPTION_SEED + t
-MISMATCH_SEED = 104729  # mismatched captions of batch t come from generator seed MISMATCH_SEED + t
-PHRASING_SEED = 15485863  # second phrasings (text-text term) of batch t: generator seed PHRASING_SEED + t
-WORD_ORDER_SEED = 32452843  # word-order noise of batch t: generator seed WORD_ORDER_SEED + t
-CONDITION_SEED = 49979687  # word dropout of the GAN's captions of batch t: generator seed CONDITION_SEED + t
+# Seed offsets of the per-batch random streams: stream s of training batch t draws from seed STREAMS[s] + t, so
+# a resumed run redraws the same captions. The offsets are far apart (primes past 7,900, 100,000 and millions), so
+# two streams never share a seed in a run of fewer than ~96,000 batches; stored runs depend on their values.
+STREAMS = {
+    "captions": 7919,
+    "mismatched captions": 104729,
+    "second phrasings": 15485863,  # the text-text pre-training term
+    "word order": 32452843,  # pre-training's shuffled words
+    "condition word dropout": 49979687,  # the GAN's captions
+}
 EVAL_SEED = 0
 EVAL_CHUNK = 500
 MISMATCHES = ("one-factor", "random")
 EXAMPLE_CAPTIONS = 64  # users' training captions kept in the weights for ``sample`` and the figures
+
+
+def batch_generator(stream: str, batch_index: int) -> torch.Generator:
+    """The generator of random stream ``stream`` (a key of ``STREAMS``) for training batch ``batch_index``."""
+    return torch.Generator().manual_seed(STREAMS[stream] + batch_index)
 
 
 @dataclass
@@ -189,175 +149,6 @@ class Text2ImageConfig(TrainConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
-class TextEncoder(nn.Module):
-    """Token ids [B, T] (0 = padding) -> unit-norm sentence embeddings [B, text_dim]: mean of BiGRU states."""
-
-    def __init__(self, words: int, word_dim: int, text_dim: int) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(words, word_dim, padding_idx=0)
-        self.recurrent = nn.GRU(word_dim, word_dim, batch_first=True, bidirectional=True)
-        self.output = nn.Linear(2 * word_dim, text_dim)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        mask = (tokens > 0).float()[..., None]  # [B, T, 1]
-        states, _ = self.recurrent(self.embedding(tokens))  # [B, T, 2 word_dim]
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return F.normalize(self.output(pooled), dim=1)
-
-
-class ImageEncoder(nn.Module):
-    """Images [B, C, H, W] in [-1, 1] -> unit-norm embeddings [B, text_dim]: the joint objective's image side."""
-
-    def __init__(self, channels: int, width: int, text_dim: int) -> None:
-        super().__init__()
-        self.network = nn.Sequential(
-            nn.Conv2d(channels, width // 2, 3, 2, 1),
-            nn.ReLU(True),
-            nn.Conv2d(width // 2, width, 3, 2, 1),
-            nn.ReLU(True),
-            nn.AdaptiveAvgPool2d(2),
-            nn.Flatten(),
-            nn.Linear(4 * width, text_dim),
-        )
-
-    def forward(self, images: Tensor) -> Tensor:
-        return F.normalize(self.network(images), dim=1)
-
-
-class Compression(nn.Module):
-    """phi(t) -> the compressed embedding: fully connected + leaky ReLU (0.2), as in the paper."""
-
-    def __init__(self, text_dim: int, compressed_dim: int) -> None:
-        super().__init__()
-        self.layer = nn.Sequential(nn.Linear(text_dim, compressed_dim), nn.LeakyReLU(0.2, True))
-
-    def forward(self, embedding: Tensor) -> Tensor:
-        return self.layer(embedding)
-
-
-class ConditionalGenerator(nn.Module):
-    """[z, compressed phi(t)] -> images [B, C, H, W] in [-1, 1] (DCGAN-style, two stride-2 up-convolutions, then
-    with ``refinement`` > 0 a 3x3 convolution at full resolution)."""
-
-    def __init__(
-        self,
-        image_shape: tuple[int, int, int],
-        latent_dim: int,
-        text_dim: int,
-        compressed: int,
-        width: int,
-        refinement: int = 0,
-    ) -> None:
-        super().__init__()
-        channels, height, width_px = image_shape
-        self.compression = Compression(text_dim, compressed)
-        last = (
-            [nn.ConvTranspose2d(width, channels, 4, 2, 1)]
-            if refinement == 0
-            else [
-                nn.ConvTranspose2d(width, refinement, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(refinement),
-                nn.ReLU(True),
-                nn.Conv2d(refinement, channels, 3, 1, 1),
-            ]
-        )
-        self.network = nn.Sequential(
-            nn.Linear(latent_dim + compressed, 2 * width * (height // 4) * (width_px // 4), bias=False),
-            nn.BatchNorm1d(2 * width * (height // 4) * (width_px // 4)),
-            nn.ReLU(True),
-            nn.Unflatten(1, (2 * width, height // 4, width_px // 4)),
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(True),
-            *last,
-            nn.Tanh(),
-        )
-
-    def forward(self, latent: Tensor, embedding: Tensor) -> Tensor:
-        return self.network(torch.cat([latent, self.compression(embedding)], 1))
-
-
-class MatchingDiscriminator(nn.Module):
-    """(images, phi(t)) -> one logit per pair [B]: three stride-2 convolutions to a ~4x4 map (as the paper's
-    4x4), where the compressed text, spatially replicated, joins before a 1x1 and a final full-map convolution."""
-
-    def __init__(
-        self, image_shape: tuple[int, int, int], text_dim: int, compressed: int, width: int, projection: bool = False
-    ) -> None:
-        super().__init__()
-        channels, height, width_px = image_shape
-        self.compression = Compression(text_dim, compressed)
-        self.projection = nn.Linear(compressed, 4 * width, bias=False) if projection else None
-        self.image_features = nn.Sequential(
-            nn.Conv2d(channels, width, 4, 2, 1),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(2 * width),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * width, 4 * width, 3, 2, 1, bias=False),
-            nn.BatchNorm2d(4 * width),
-            nn.LeakyReLU(0.2, True),
-        )
-        final = [(side // 4 - 1) // 2 + 1 for side in (height, width_px)]  # H/4 -> ceil(H/8)
-        self.joint = nn.Sequential(
-            nn.Conv2d(4 * width + compressed, 4 * width, 1, bias=False),
-            nn.BatchNorm2d(4 * width),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(4 * width, 1, tuple(final)),
-        )
-
-    def forward(self, images: Tensor, embedding: Tensor) -> Tensor:
-        return self.score(self.image_features(images), embedding)
-
-    def score(self, features: Tensor, embedding: Tensor) -> Tensor:
-        """One logit per pair from image features [B, 4 width, H/8, W/8] (``image_features``) and phi(t) [B, D]."""
-        compressed = self.compression(embedding)
-        text = compressed[:, :, None, None].expand(-1, -1, *features.shape[-2:])
-        logits = self.joint(torch.cat([features, text], 1)).flatten()
-        if self.projection is not None:  # an explicit text x image product (Miyato & Koyama 2018), see above
-            logits = logits + (self.projection(compressed) * features.sum((2, 3))).sum(1)
-        return logits
-
-    def pair_scores(self, features: Tensor, embedding: Tensor) -> Tensor:
-        """The projection term for every image with every text of the batch [B images, B texts]."""
-        return features.sum((2, 3)) @ self.projection(self.compression(embedding)).T
-
-
-def joint_embedding_loss(
-    image_embeddings: Tensor, text_embeddings: Tensor, labels: Tensor, temperature: float
-) -> Tensor:
-    """Symmetric softmax over cosine similarities [B, B]; pairs with equal label rows are the positives."""
-    return matching_loss(image_embeddings @ text_embeddings.T / temperature, labels)
-
-
-def matching_loss(similarity: Tensor, labels: Tensor) -> Tensor:
-    """Symmetric softmax over a [B images, B texts] score matrix; pairs with equal label rows are the positives."""
-    positives = (labels[:, None, :] == labels[None, :, :]).all(-1).float()
-    targets = positives / positives.sum(1, keepdim=True)
-    image_to_text = -(targets * F.log_softmax(similarity, 1)).sum(1).mean()
-    text_to_image = -(targets.T * F.log_softmax(similarity.T, 1)).sum(1).mean()
-    return (image_to_text + text_to_image) / 2
-
-
-def shuffle_words(tokens: Tensor, generator: torch.Generator) -> Tensor:
-    """Token ids [B, T] with each row's words (the non-padding ids) in a random order, padding still last."""
-    keys = torch.rand(tokens.shape, generator=generator).to(tokens.device)
-    order = torch.where(tokens > 0, keys, 2.0).argsort(1)
-    return tokens.gather(1, order)
-
-
-def drop_words(tokens: Tensor, probability: float, generator: torch.Generator) -> Tensor:
-    """Token ids [B, T] with each word (non-padding id) removed with ``probability``, the rest kept in order and
-    padded at the end; a row that would lose every word keeps them all."""
-    drop = (torch.rand(tokens.shape, generator=generator) < probability).to(tokens.device)
-    keep = (tokens > 0) & ~drop
-    keep = torch.where(keep.any(1, keepdim=True), keep, tokens > 0)
-    positions = torch.arange(tokens.shape[1], device=tokens.device)
-    order = torch.where(keep, positions, positions + tokens.shape[1]).argsort(1)
-    kept = tokens.gather(1, order)
-    return torch.where(positions < keep.sum(1, keepdim=True), kept, 0)
-
-
 def one_factor_mismatch(labels: Tensor, generator: torch.Generator) -> Tensor:
     """Attribute label rows [B, 1 + groups] with exactly one column (uniform) changed to another value (uniform)."""
     sizes = torch.tensor([10, *(len(values) for values in ATTRIBUTE_GROUPS.values())])
@@ -375,12 +166,9 @@ class Text2Image(GenerativeModel):
 
     family = "adversarial"
     input_kind = "signed"
-    # measured (benchmarks/RESULTS.md): bf16 autocast 1.39x the fp32 rate of the GAN batches (744 vs 537 img/s,
-    # idle, 2 threads) and after 6,200 batches the same result (held-out caption match 63.9% vs 64.3%), so the
-    # budget took 9.3 idle minutes instead of ~11 (before the refinement convolution, which costs 1.27x a batch).
-    # channels_last on top: 1.07-1.08x the bf16 rate (batches of the two layouts interleaved in one process)
-    precision = "bf16-mixed"
-    default_batches = 5000  # 1,000 text pre-training and 4,000 GAN batches: 564-586 s of training on 2 cores
+    precision = "bf16-mixed"  # faster at the same result (benchmarks/log/text2image.md, "bf16 and channels_last")
+    decayed_optimizers = ("discriminator", "generator")  # the GAN's rates; the text encoder's stays constant
+    default_batches = 5000  # 1,000 text pre-training and 4,000 GAN batches (benchmarks/README.md)
     default_data = "mnist-attributes"  # captions are written from its attribute labels
     Config = Text2ImageConfig
 
@@ -407,23 +195,18 @@ class Text2Image(GenerativeModel):
         self.register_buffer("example_count", torch.zeros((), dtype=torch.long))
         self._lay_out_parameters()
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",) if self.generator_average is None else ("discriminator", "generator")
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         betas = (c.beta1, c.beta2)
         text_parameters = [*self.text_encoder.parameters(), *self.image_encoder.parameters()]
-        self.optimizers_by_name = {
+        return {
             "text": adam(text_parameters, c.text_lr),
             "discriminator": adam(self.discriminator.parameters(), c.lr, betas),
             "generator": adam(self.generator.parameters(), c.lr, betas),
         }
-        return self.optimizers_by_name
-
-    def schedule_learning_rate(self, step: Step) -> None:
-        """The GAN's rates decay linearly to 0 over the last ``decay_fraction`` of the run (CycleGAN's schedule)."""
-        factor = linear_decay(step.batch_index, step.max_batches, self.config.decay_fraction)
-        for name in ("discriminator", "generator"):
-            for group in self.optimizers_by_name[name].param_groups:
-                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
@@ -453,7 +236,7 @@ class Text2Image(GenerativeModel):
         if is_caption_codes(labels):
             return decode_captions(labels.cpu())
         labels = self.check_labels(labels)
-        return caption(labels.cpu(), self.config.classes, torch.Generator().manual_seed(CAPTION_SEED + batch_index))
+        return caption(labels.cpu(), self.config.classes, batch_generator("captions", batch_index))
 
     def check_labels(self, labels: Tensor | None) -> Tensor:
         if is_caption_codes(labels):
@@ -469,7 +252,7 @@ class Text2Image(GenerativeModel):
         """phi of a wrong caption per image: the same attributes with one factor changed (``one-factor``, attribute
         labels only), else the next caption of the batch (the paper's random mismatch)."""
         if self.config.mismatch == "one-factor" and not is_caption_codes(labels):
-            generator = torch.Generator().manual_seed(MISMATCH_SEED + batch_index)
+            generator = batch_generator("mismatched captions", batch_index)
             wrong = caption(one_factor_mismatch(labels.cpu(), generator), self.config.classes, generator)
             with torch.no_grad():
                 return self.embed_condition(self.tokens(wrong), generator)
@@ -518,10 +301,8 @@ class Text2Image(GenerativeModel):
         if step.batch_index < c.text_pretrain_batches:
             return self.pretrain_text(real, labels, tokens, step)
 
-        if c.decay_fraction > 0:
-            self.schedule_learning_rate(step)
         with torch.no_grad():
-            right = self.embed_condition(tokens, torch.Generator().manual_seed(CONDITION_SEED + step.batch_index))
+            right = self.embed_condition(tokens, batch_generator("condition word dropout", step.batch_index))
         mismatched = self.mismatched(labels, right, step.batch_index)
         latent = self.latent(len(real))
         fake = self.generator(latent, right)
@@ -534,6 +315,7 @@ class Text2Image(GenerativeModel):
         logs = {}
         with frozen(self.discriminator):
             fake_features = self.discriminator.image_features(fake)
+            # log D(x^, h) and the INT term log D(G(z, h_int), h_int), as non-saturating BCE
             adversarial = generator_loss(self.discriminator.score(fake_features, right), "non-saturating")
             interpolation = generator_loss(
                 self.discriminator(self.generator(self.latent(len(real)), interpolated), interpolated), "non-saturating"
@@ -558,13 +340,13 @@ class Text2Image(GenerativeModel):
         The joint image-text objective, on captions with their words shuffled (``word_order_noise``), plus a
         text-text one between two phrasings of each label row (``phrasing_term``, attribute captions only)."""
         c = self.config
-        tokens = self.phrasing_noise(tokens, torch.Generator().manual_seed(WORD_ORDER_SEED + step.batch_index))
+        tokens = self.phrasing_noise(tokens, batch_generator("word order", step.batch_index))
         texts = self.text_encoder(tokens)
         joint = joint_embedding_loss(self.image_encoder(real), texts, labels, c.temperature)
         logs = {"joint_embedding_loss": joint.detach()}
         loss = joint
         if c.phrasing_term and not is_caption_codes(labels):
-            generator = torch.Generator().manual_seed(PHRASING_SEED + step.batch_index)
+            generator = batch_generator("second phrasings", step.batch_index)
             others = self.phrasing_noise(self.tokens(caption(labels.cpu(), c.classes, generator)), generator)
             phrasing = joint_embedding_loss(self.text_encoder(others), texts, labels, c.temperature)
             logs["phrasing_loss"] = phrasing.detach()

@@ -46,6 +46,7 @@ from genzoo.models.base import AutoregressiveModel, TrainConfig
 from genzoo.models.structured import bernoulli_log_prob
 from genzoo.nn.masked import MaskedConv2d
 from genzoo.nn.pixelrnn import DiagonalBiLSTMLayer, PixelCNNBlock, RowLSTMLayer
+from genzoo.progress import advance
 from genzoo.registry import models
 
 OUTPUTS = ("bernoulli", "softmax")
@@ -164,6 +165,7 @@ class PixelRNN(AutoregressiveModel):
                         continue
                     logits = self._logits(canvas)[:, c]  # [n, H, W] or [n, L, H, W]
                     self._draw(canvas, given, uniforms, logits[..., i, j], c, i, j)
+                advance(i * width + j + 1, height * width)
 
     def _sample_fast(self, canvas: Tensor, given: Tensor, uniforms: Tensor) -> None:
         n, (colors, height, width) = len(canvas), self.image_shape
@@ -186,6 +188,7 @@ class PixelRNN(AutoregressiveModel):
                     self.input_conv.write(image, self._network_input(canvas[:, :, i, j]), i, j)
             for layer, state in zip(self.layers, states):
                 layer.end_row(state, i)
+            advance(i + 1, height)
 
 
 @models.register("row_lstm")

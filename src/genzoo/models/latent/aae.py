@@ -94,6 +94,7 @@ class AAE(LatentModel):
     """Adversarial autoencoder with a latent discriminator; three optimizers, one per phase."""
 
     Config = AAEConfig
+    default_batches = 5000  # the budget of its zoo entry and results row
 
     def __init__(self, config: AAEConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
@@ -106,6 +107,9 @@ class AAE(LatentModel):
             nn.LeakyReLU(0.2),
             nn.Linear(config.discriminator_hidden, 1),
         )
+
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",)  # the adversary on codes; sampling and evaluation use the prior and the decoder
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         autoencoder = [*self.encoder.parameters(), *self.decoder.parameters(), *self.pixels.parameters()]

@@ -1,7 +1,7 @@
 """Latent variable models (VAE, AAE): the shared base class, image likelihoods and encoder/decoder networks.
 
 A :class:`LatentModel` maps images to codes (``encode``) and codes to images (``decode``), and can draw codes from
-its prior (``sample_prior``); the latent tools (``genzoo.latent_tools``: interpolation, traversal, 2-D manifold)
+its prior (``sample_prior``); the latent tools (``genzoo.latent_exploration``: interpolation, traversal, 2-D manifold)
 need nothing else.
 
 Pixel likelihoods p(x | z), chosen with the ``likelihood`` setting; each fixes the model's ``input_kind``:
@@ -34,8 +34,12 @@ ARCHITECTURES = ("mlp", "conv", "linear")
 class LatentModel(GenerativeModel):
     """An encoder-decoder model with a prior over codes of size ``latent_dim``.
 
-    Subclasses set ``latent_dim``, ``decoder`` (codes [B, Z] -> pixel parameters) and ``pixels`` (a
-    :class:`PixelLikelihood`, which also fixes the instance's ``input_kind``).
+    A subclass defines ``Config`` (with the fields :meth:`build_networks` reads: ``latent``, ``likelihood``,
+    ``levels``, ``architecture``, ``hidden``, ``layers``), calls :meth:`build_networks` in ``__init__`` (it sets
+    ``latent_dim``, ``pixels``, ``encoder`` and ``decoder``; ``pixels`` fixes the instance's ``input_kind``), and
+    defines ``encode(x)``, ``sample_prior(n)``, ``training_step`` and ``evaluate``. It gets ``decode``,
+    ``reconstruct``, ``sample``, the reconstruction figure and ``genzoo interpolate``; it may override ``decode``
+    and ``figures``.
     """
 
     family = "latent"

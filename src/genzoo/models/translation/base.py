@@ -6,14 +6,16 @@ How two unpaired domains reach a model through the generic engine: the attribute
 model splits (CycleGAN) or relabels (StarGAN) the batch by those labels; since no source image appears twice,
 the images of two domains never share a source and no pairing leaks. The engine stays unaware of domains.
 
-Shared here: the L1 cycle / reconstruction loss, a persistent buffer of real example images seen in training
-(``sample`` translates them, so ``genzoo sample RUN`` and the run's samples.png need no data files), the linear
-learning-rate decay, the measured evaluation (attributes read by :func:`genzoo.data.domains.read_attributes`, class
-by the base dataset's shipped classifier) and ``genzoo translate``.
+Shared here: the settings both models have (:class:`TranslationConfig`), the L1 cycle / reconstruction loss, a
+persistent buffer of real example images seen in training (``sample`` translates them, so ``genzoo sample RUN`` and
+the run's samples.png need no data files), the linear learning-rate decay, the measured evaluation (attributes
+read by :func:`genzoo.data.domains.read_attributes`, class by the base dataset's shipped classifier) and
+``genzoo translate``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genzoo.config import added_later
 from genzoo.data.domains import base_dataset_of, canonical_grey, read_attributes
 from genzoo.data.images import read_image_file
 from genzoo.errors import GenzooError
-from genzoo.models.base import GenerativeModel, Step, adam
+from genzoo.models.base import GenerativeModel, TrainConfig, adam
+from genzoo.nn.translation import Normalization
 
 EXAMPLES = 64  # real training images kept in the weights for ``sample``
 EVAL_CHUNK = 250
@@ -39,16 +43,6 @@ def with_noise(images: Tensor, std: float) -> Tensor:
     """``images`` with Gaussian noise of ``std`` added (0: unchanged), the defence of Bashkirova et al. (NeurIPS
     2019) against the signal a cycle-consistent generator hides in a translation for its way back."""
     return images + std * torch.randn_like(images) if std else images
-
-
-def linear_decay(batch_index: int, max_batches: int | None, decay_fraction: float) -> float:
-    """CycleGAN's schedule as a factor of the base rate: 1 for the first part of training, then linearly to 0
-    over the last ``decay_fraction`` of ``max_batches`` (100 + 100 epochs in the paper); 1 when training by
-    epochs (the total is unknown)."""
-    if not max_batches or decay_fraction <= 0:
-        return 1.0
-    start = max_batches * (1 - decay_fraction)
-    return float(min(1.0, max(0.0, (max_batches - batch_index) / max(max_batches - start, 1))))
 
 
 def classifier_for(data: str | None) -> Any:
@@ -70,18 +64,43 @@ def classify(classifier: Any, images: Tensor) -> tuple[Tensor, Tensor]:
     return features, probabilities.argmax(1)
 
 
+@dataclass
+class TranslationConfig(TrainConfig):
+    """Settings both translation models have (the papers': ResNet generators, Adam(2e-4, 0.5, 0.999), a rate
+    decaying linearly to 0 over the second half of training)."""
+
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    generator_width: int = 16
+    residual_blocks: int = 3
+    downsamplings: int = added_later(1, before=2)  # stride-2 convolutions down (and up) in a generator; the papers: 2
+    generator_normalization: Normalization = added_later("batch", before="instance")  # the papers: instance
+    discriminator_width: int = 32
+    decay_fraction: float = 0.5  # the rates decay linearly to 0 over the second half of --max-steps
+    ema_decay: float = 0.0  # > 0: translations and evaluation use this average of the generators' weights
+    eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
+
+
 class TranslationModel(GenerativeModel):
-    """A translation GAN on attribute-labelled images in [-1, 1]; keeps ``EXAMPLES`` real images for ``sample``."""
+    """A translation GAN on attribute-labelled images in [-1, 1]; keeps ``EXAMPLES`` real images for ``sample``.
+
+    A subclass defines ``Config`` (a :class:`TranslationConfig`), ``__init__`` (its generators and
+    discriminators), ``configure_optimizers`` (optimizers named "generator" and "discriminator", built with
+    :meth:`adam`), ``training_step`` (call :meth:`check_labels` and :meth:`remember_examples` on the batch),
+    ``translate(images, to)`` and ``evaluate``. It gets ``sample`` material (:meth:`stored_examples`),
+    and ``genzoo translate``; both optimizers follow the config's ``decay_fraction`` (CycleGAN's schedule).
+    """
 
     family = "translation"
     input_kind = "signed"
     default_data = "mnist-attributes"  # needs the attribute labels of the derived views
+    Config = TranslationConfig
 
-    def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: TranslationConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
         self.register_buffer("examples", torch.zeros(EXAMPLES, *self.image_shape))
         self.register_buffer("example_count", torch.zeros((), dtype=torch.long))
-        self.optimizers_by_name: dict[str, torch.optim.Optimizer] = {}
 
     def remember_examples(self, images: Tensor) -> None:
         """Fill the example buffer with the first real training images seen."""
@@ -104,13 +123,6 @@ class TranslationModel(GenerativeModel):
                 "train it on mnist-attributes or fashion-attributes"
             )
         return labels
-
-    def schedule_learning_rate(self, step: Step) -> float:
-        factor = linear_decay(step.batch_index, step.max_batches, self.config.decay_fraction)
-        for optimizer in self.optimizers_by_name.values():
-            for group in optimizer.param_groups:
-                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
-        return factor
 
     def adam(self, parameters: Any, lr: float) -> torch.optim.Optimizer:
         return adam(parameters, lr, (self.config.beta1, self.config.beta2))

@@ -1,64 +1,35 @@
-"""StarGAN (Choi et al., CVPR 2018): one generator translating between many domains, given the target label.
+"""StarGAN: Choi, Choi, Kim, Ha, Kim & Choo, "StarGAN: Unified Generative Adversarial Networks for Multi-Domain
+Image-to-Image Translation", CVPR 2018.
 
-G(x, c) sees the image with the target label c replicated over its pixels; D has a PatchGAN real/fake head D_src
-and an auxiliary classifier D_cls over the domains. With WGAN-GP (eq. 8) and the paper's weights
-lambda_cls = 1, lambda_rec = 10, lambda_gp = 10:
+One generator G(x, c) translates an image x to the target label c (replicated over its pixels); the discriminator
+has a real/fake head D_src and an auxiliary classifier D_cls over the domains. Objective (eq. 5 with WGAN-GP,
+eq. 8), c' the source label of x:
 
-    L_D = -D_src(x) + D_src(G(x, c)) + lambda_gp GP + lambda_cls L_cls^r   (L_cls^r: D_cls on real x vs its labels c')
+    L_D = -D_src(x) + D_src(G(x, c)) + lambda_gp GP + lambda_cls L_cls^r       (L_cls^r: D_cls(x) against c')
     L_G =            -D_src(G(x, c))               + lambda_cls L_cls^f + lambda_rec ||x - G(G(x, c), c')||_1
 
-The discriminator is updated on every batch and the generator after every ``critic_steps``-th (2; the paper: 5, see
-the departures); Adam(2e-4, beta1 = 0.5, beta2 = 0.999; the paper: 1e-4, see the departures); the rate decays
-linearly to zero over the last half of ``--max-steps``.
+with lambda_cls = 1, lambda_rec = 10, lambda_gp = 10. Adam(2e-4, 0.5, 0.999); the rate decays linearly to 0 over
+the last half of training.
 
 Domains are multi-label: the attribute groups of :mod:`genzoo.data.domains` (thickness, slant, colour,
-background). A label is the concatenation of one one-hot vector per group (10 entries); targets are the batch's
-own labels shuffled (the official code does the same), so several attributes change at once. D_cls gives one
-softmax per group and L_cls is the sum of their cross-entropies — the paper's binary cross-entropy over CelebA's
-binary attributes is this with two-valued groups. Labels come from the engine's batches (``y``); nothing else is
-needed. Translating a user's image (``genzoo translate RUN --input img.png --to thick,red``) keeps the groups not
-named at the values measured on that image.
+background). A label is one one-hot vector per group (10 entries); targets are the batch's own labels shuffled (as
+the official code does), so several attributes change at once. D_cls gives one softmax per group and L_cls is the
+sum of their cross-entropies (the paper's binary cross-entropy is this with two-valued groups). Translating a
+user's image keeps the groups not named at the values measured on it.
 
-Scaled to 28x28: generator width 16 with 3 residual blocks (the paper: 64 and 6 at 128x128), D width 32.
-Departures, each measured:
-- The generator normalizes over the batch, not per instance. The replicated label is constant over each image,
-  so it only adds a constant to every channel of the first convolution, and instance norm subtracts exactly that:
-  with reflection padding the generator cannot see its target at all (outputs for different labels agreed to
-  1e-6 and every attribute stayed at chance; the official code's zero padding lets the label in through the
-  image border only). Batch statistics keep it, since a batch mixes targets. Evaluation uses the running
-  statistics.
-- The generator down-samples once (residual blocks at 14x14) instead of twice (7x7 at 28x28, which blurred the
-  strokes in CycleGAN; the paper keeps 32x32 at 128x128).
-- The generator predicts a change of its input: G(x, c) = clamp(x + 2 tanh(net(x, c)), -1, 1), its last
-  convolution scaled down (x 0.1, bias 0) so G starts within a few percent of x (``generator_output="image"`` is
-  the paper's tanh output). The paper's form, trained from scratch in our budget, drew coloured noise textures
-  that hid the digit and decoded it in the reconstruction (class kept 11% of the time after 3,000 batches, chance
-  10%); starting from x, the digit is there from batch 0 and the critic and L_cls only have to move attributes
-  (AttGAN / GANimation keep the input the same way). The clamp is straight-through (identity gradient): a tanh
-  around x + delta barely passes a gradient at the saturated pixels that make up these near-binary images, and
-  such a generator did not learn the labels at all (colour at chance after 1,000 batches).
-- D_src ends in a 2x2 grid of scores, each seeing the whole image, as the paper's D does (2x2 at 128x128), instead
-  of the 7x7 patches of our PatchGAN: the gradient penalty is on the sum of the scores (the official code) and
-  the losses use their mean, so with 49 patches the adversarial term weighs about 12x less against L_cls than
-  with the paper's 4. Measured after 1,000 batches it was not clearly better (thickness 82 vs 69%, slant 70 vs
-  65%, colour 41 vs 41%, class kept 37 vs 34%: within run-to-run spread); kept as the paper's geometry.
-- The generator updates after every second critic update, not every fifth. Our budget shows the networks about a
-  sixth of the images the paper's 200k iterations do, and G, which starts at the identity, gains more from updates
-  than the critic from extra steps. At equal wall time (5,300 batches at 2 against 7,700 at 5; two seeds each):
-  class kept 36.1 / 38.5% against 30.0 / 30.6%, all four attributes right 84.2 / 80.2% against 79.9 / 77.2%,
-  reconstruction L1 0.055 / 0.056 against 0.064 / 0.061 (benchmarks/RESULTS.md). One step is not better still:
-  at one critic step per G update (3,850 batches, three seeds) class kept rose to 38-44% but the attributes varied
-  with the seed (all four right 87.1 / 78.1 / 64.0%, against 84.2 / 80.2 / 85.1% at 2).
-- The rate is 2e-4, twice the paper's 1e-4, for the same reason: the paper decays its rate after 100k of 200k
-  iterations, our budget ends after 5,300 batches. At that budget (bf16, channels_last, seeds 0-3) thickness hit
-  93.7 / 96.0 / 94.9 / 93.5% against 91.8 / 86.4 / 92.4 / 90.2% at 1e-4, all four attributes 90.6 / 92.2 / 89.9 /
-  85.7% against 83.8 / 78.2 / 86.1 / 82.4%, reconstruction L1 0.048-0.049 against 0.055; class kept 35-40% at
-  both rates. Every attribute passes 90% on every seed at 2e-4; at 1e-4 thickness missed on seed 1.
-Options measured and left off (benchmarks/RESULTS.md): ``ema_decay`` (a weight average of G for translation and
-evaluation: no change) and ``identity_weight`` (CycleGAN's identity term, not StarGAN's: +7 points of class kept,
--5 of colour, one seed). Tried and dropped: a gain on the input, clamp(x (1 + 3 g) + 2 tanh(net)) with g per image
-and channel, so that an inversion (a background flip) needs no redrawing: class kept on background flips rose from
-12% to 64%, but thickness and colour fell to 67 and 73%.
+Architecture: a ResNet generator (width 16, 3 residual blocks; the paper: 64 and 6 at 128x128) and a PatchGAN
+critic of width 32 without normalization (:mod:`genzoo.nn.translation`) whose D_src ends in a 2x2 grid of scores
+each seeing the whole image, the geometry of the paper's D at 128x128.
+
+Departures (each measured: benchmarks/log/translation.md):
+- Batch norm in the generator, not instance norm, which subtracts the replicated label exactly (G could not see
+  its target). Log: "StarGAN: batch-norm generator".
+- One down-sampling (residual blocks at 14x14), as in CycleGAN. Log: "StarGAN: one down-sampling".
+- G predicts a change of its input, G(x, c) = clamp(x + 2 tanh(net(x, c)), -1, 1) with a straight-through clamp,
+  starting near x (``generator_output="image"`` is the paper's). Log: "StarGAN: residual generator".
+- G updates after every second critic update (``critic_steps`` 2; the paper: 5). Log: "StarGAN: critic steps".
+- Rate 2e-4 (the paper: 1e-4), for a budget far shorter than the paper's. Log: "StarGAN: learning rate".
+- ``ema_decay`` and ``identity_weight`` are options measured and left off. Log: "StarGAN: options left off".
 """
 
 from __future__ import annotations
@@ -76,11 +47,17 @@ from genzoo.data.domains import ATTRIBUTE_GROUPS, GROUPS, parse_attributes, read
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss, gradient_penalty
 from genzoo.models.adversarial.base import frozen, update_weight_average, weight_average
-from genzoo.models.base import Step, TrainConfig
-from genzoo.models.translation.base import EVAL_CHUNK, TranslationModel, classifier_for, classify, cycle_loss
+from genzoo.models.base import Step
+from genzoo.models.translation.base import (
+    EVAL_CHUNK,
+    TranslationConfig,
+    TranslationModel,
+    classifier_for,
+    classify,
+    cycle_loss,
+)
 from genzoo.nn.translation import (
     GeneratorOutput,
-    Normalization,
     PatchDiscriminator,
     ResnetGenerator,
     group_logits,
@@ -93,29 +70,17 @@ EVAL_SEED = 0
 
 
 @dataclass
-class StarGANConfig(TrainConfig):
-    lr: float = 2e-4  # the paper: 1e-4 (see the docstring)
-    beta1: float = 0.5
-    beta2: float = 0.999
+class StarGANConfig(TranslationConfig):
     classification_weight: float = 1.0
     reconstruction_weight: float = 10.0
     identity_weight: float = 0.0  # > 0 adds CycleGAN's identity term, weight x |G(x, c_x) - x|
     gradient_penalty_weight: float = 10.0
     critic_steps: int = 2  # discriminator updates per generator update (the paper: 5; see the docstring)
-    generator_width: int = 16
-    residual_blocks: int = 3
-    downsamplings: int = added_later(1, before=2)  # stride-2 convolutions down (and up) in the generator; the paper: 2
-    # the paper: instance, which erases the replicated label (module docstring)
-    generator_normalization: Normalization = added_later("batch", before="instance")
-    discriminator_width: int = 32
-    decay_fraction: float = 0.5
     # residual: G(x, c) = x + 2 tanh(network), clamped to [-1, 1], starting near x; image: the paper's tanh output
     generator_output: GeneratorOutput = added_later("residual", before="image")
     # D_src's scores form a 2x2 grid, each seeing the whole image (the paper's D); 0: 7x7 patches
     score_grid: int = added_later(2, before=0)
-    ema_decay: float = 0.0  # > 0: translations and evaluation use this average of G's weights
-    channels_last: bool = True  # parameters and training images in the NHWC layout (faster; see StarGAN.precision)
-    eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
+    channels_last: bool = True  # parameters and training images in the NHWC layout (measured faster)
 
 
 def classification_loss(logits: Tensor, values: Tensor) -> Tensor:
@@ -133,13 +98,8 @@ class StarGAN(TranslationModel):
     """One conditional ResNet generator; a PatchGAN critic with an auxiliary per-group attribute classifier."""
 
     Config = StarGANConfig
-    # measured (benchmarks/RESULTS.md): bf16 autocast 1.28x the fp32 rate at batch 64 over 300 batches, and
-    # after 5,300 the fp32 result: thickness 90.9 / 89.9 / 92.7%, all four attributes 83.2 / 84.1 / 85.9%, class
-    # kept 36.4 / 40.6 / 37.6% on seeds 0-2 (fp32: 92.0 / 86.7 / 93.4%, 84.2 / 80.2 / 85.1%, 36.1 / 38.5 /
-    # 36.7%). channels_last on top: 1.14-1.19x the bf16 rate (batches of the two layouts interleaved in one
-    # process); the 5,300 batches then took 459-521 s of training on 2 cores (646 s in NCHW)
-    precision = "bf16-mixed"
-    default_batches = 5300  # 459-521 s of training on 2 cores (the budget of benchmarks/RESULTS.md)
+    precision = "bf16-mixed"  # faster at the same result (benchmarks/log/translation.md, "StarGAN in bf16")
+    default_batches = 5300  # the budget of benchmarks/README.md
 
     def __init__(self, config: StarGANConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)
@@ -164,13 +124,15 @@ class StarGAN(TranslationModel):
         )  # fmt: skip
         self._lay_out_parameters()
 
+    def training_only_modules(self) -> tuple[str, ...]:
+        return ("discriminator",) if self.generator_average is None else ("discriminator", "generator")
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
-        self.optimizers_by_name = {
+        return {
             "discriminator": self.adam(self.discriminator.parameters(), c.lr),
             "generator": self.adam(self.generator.parameters(), c.lr),
         }
-        return self.optimizers_by_name
 
     @property
     def translator(self) -> nn.Module:
@@ -189,9 +151,9 @@ class StarGAN(TranslationModel):
         c = self.config
         real_scores, real_classes = self.discriminator(real)
         fake_scores, _ = self.discriminator(fake.detach())
-        adversarial = discriminator_loss(real_scores, fake_scores, "wasserstein")
-        classification = classification_loss(real_classes, source_values)
-        penalty = gradient_penalty(self.critic_scores, real, fake)
+        adversarial = discriminator_loss(real_scores, fake_scores, "wasserstein")  # -D_src(x) + D_src(G(x, c))
+        classification = classification_loss(real_classes, source_values)  # L_cls^r
+        penalty = gradient_penalty(self.critic_scores, real, fake)  # GP
         total = adversarial + c.classification_weight * classification + c.gradient_penalty_weight * penalty
         return {"loss": total, "critic_loss": adversarial, "real_classification_loss": classification,
                 "gradient_penalty": penalty}  # fmt: skip
@@ -202,9 +164,9 @@ class StarGAN(TranslationModel):
         c = self.config
         with frozen(self.discriminator):
             fake_scores, fake_classes = self.discriminator(fake)
-            adversarial = generator_loss(fake_scores, "wasserstein")
-            classification = classification_loss(fake_classes, target_values)
-        reconstruction = cycle_loss(self.generate(fake, source_values), real)
+            adversarial = generator_loss(fake_scores, "wasserstein")  # -D_src(G(x, c))
+            classification = classification_loss(fake_classes, target_values)  # L_cls^f
+        reconstruction = cycle_loss(self.generate(fake, source_values), real)  # ||x - G(G(x, c), c')||_1
         total = adversarial + c.classification_weight * classification + c.reconstruction_weight * reconstruction
         losses = {"generator_loss": adversarial, "fake_classification_loss": classification,
                   "reconstruction_loss": reconstruction}  # fmt: skip
@@ -218,7 +180,6 @@ class StarGAN(TranslationModel):
         source_values = self.check_labels(batch.get("y"))[:, 1:]
         target_values = source_values[torch.randperm(len(real), device=real.device)]
         self.remember_examples(real)
-        self.schedule_learning_rate(step)
         # after every critic_steps-th critic update, as the official code's (i + 1) % n_critic == 0; it also puts
         # G's losses on the batches the engine logs (every 10th)
         generator_turn = (step.batch_index + 1) % self.config.critic_steps == 0

@@ -4,10 +4,10 @@ PyTorch's CPU build sends contiguous float unary ops (tanh, exp, log, sqrt, ...)
 (VML), each intra-op thread on its own chunk. The MKL in the torch 2.x wheels (oneMKL 2024.2) picks each VML
 function's kernel on that function's first call; when the first call runs on several threads at once, one thread
 can run a low-accuracy kernel for its whole chunk (pytorch/pytorch#188792, fixed upstream by the same warm-up in
-C++, pytorch/pytorch#188791; not in the wheel genzoo pins). Measured here (benchmarks/RESULTS.md, "Exact resume"):
-the first ``torch.tanh`` of a 2-thread process was wrong by up to 758 float32 epsilons on half its elements in
-about 1 process in 10, so a generator's first Tanh, and with it the whole training run, a resumed run or an
-evaluation, came out differently in some processes. Calling each of those functions once on a tensor too small to
+C++, pytorch/pytorch#188791; not in the wheel genzoo pins). In some fresh 2-thread processes the first
+``torch.tanh`` was wrong by hundreds of float32 epsilons on one thread's half of the elements, so a generator's
+first Tanh, and with it the whole training run, a resumed run or an evaluation, came out differently
+(benchmarks/log/exact-resume.md). Calling each of those functions once on a tensor too small to
 be split across threads lets MKL choose its kernels on one thread, before any concurrent use.
 """
 

@@ -102,7 +102,9 @@ def explore_run(
     from genzoo.viz import save_grid, to_unit_range
 
     model = _latent_model(genzoo.load(run_dir))
-    out_dir = Path(out) if out is not None else Path(run_dir)
+    if out is None:  # beside a run's own files; a zoo entry's go to the current directory
+        out = run_dir if Path(run_dir).is_dir() else "."
+    out_dir = Path(out)
     dataset = load_dataset(model.run_config["data"])
     levels = dataset.levels
     generator = torch.Generator().manual_seed(seed)

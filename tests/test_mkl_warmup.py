@@ -16,7 +16,7 @@ print(float((torch.tanh(x).double() - torch.tanh(x.double())).abs().max() / torc
 
 @pytest.mark.slow
 def test_the_first_threaded_tanh_of_a_fresh_process_is_accurate():
-    """Without genzoo.numerics's warm-up, 2 fresh processes in 30 (9 in 30 without importing genzoo) on the 2-core
+    """Without genzoo.mkl_warmup's warm-up, 2 fresh processes in 30 (9 in 30 without importing genzoo) on the 2-core
     test machine ran this tanh with a low-accuracy kernel on one thread's half (errors of hundreds of epsilons),
     so 40 processes catch a regression in about 9 tries of 10; the race needs a fresh process each time."""
     errors = [
