@@ -448,11 +448,12 @@ def fit(
     adapter = ModelAdapter(model, max_batches, seed)
     adapter.stream = stream
     stream.position = lambda: adapter.batches_done
-    stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
-    if trainer.num_devices * trainer.num_nodes == 1:
+    stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)  # make_trainer's trainers
+    if stop is not None and trainer.num_devices * trainer.num_nodes == 1:
         stop.install()  # from Lightning's setup on; its end restores the handlers it found, so restore ours after
     try:
         trainer.fit(adapter, train_dataloaders=stream, ckpt_path=checkpoint)
     finally:
-        stop.restore()
+        if stop is not None:
+            stop.restore()
     return adapter
