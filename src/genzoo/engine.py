@@ -77,6 +77,7 @@ class ModelAdapter(L.LightningModule):
         self.seed = seed
         self.batches_done = 0
         self.optimizer_names: list[str] = []
+        self.training_started = False  # after Lightning restored a checkpoint, before the first batch
         self.optimizers_by_name: dict[str, torch.optim.Optimizer] = {}
         self.stream: BatchStream | None = None
 
@@ -117,6 +118,9 @@ class ModelAdapter(L.LightningModule):
         # log_dict costs ~1 ms a call, 3-5% of a small model's batch
         if self.batches_done % self.trainer.log_every_n_steps == 0 or self.batches_done == self.max_batches:
             self.log_dict(logs, prog_bar=True, on_step=True)
+
+    def on_train_start(self) -> None:
+        self.training_started = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["genzoo"] = {"batches_done": self.batches_done}
@@ -453,6 +457,12 @@ def fit(
         stop.install()  # from Lightning's setup on; its end restores the handlers it found, so restore ours after
     try:
         trainer.fit(adapter, train_dataloaders=stream, ckpt_path=checkpoint)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+        if checkpoint is None or adapter.training_started:
+            raise
+        # read_checkpoint checked what genzoo knows of a checkpoint; Lightning's own loop state broke its restore
+        reason = " ".join(str(err).split())
+        raise GenzooError(f"{checkpoint} cannot be restored: {type(err).__name__}: {reason}") from None
     finally:
         if stop is not None:
             stop.restore()
