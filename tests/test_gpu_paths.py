@@ -40,7 +40,7 @@ def test_the_dataset_moves_to_the_training_device_before_the_first_batch(tmp_pat
     monkeypatch.setattr(BatchStream, "batch", batch)
     stream = made_stream()
     stream.device = torch.device("meta")  # as if the data sat elsewhere than the device Lightning trains on
-    model = genzoo.create("nade", (1, 28, 28), hidden=8)
+    model = genzoo.create("rnade", (1, 28, 28), hidden=8)  # a model of the stream's dequantized batches
     trainer = make_trainer(
         tmp_path, max_epochs=1, max_batches=3, checkpoint_every=100, devices=1, strategy="auto",
         precision="32-true", progress=False,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +14,14 @@ from unittest import mock
 
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 from genzoo import runs
 from genzoo.config import build_config, config_to_dict, stored_settings
 from genzoo.data import check_dataset_name, load_dataset
 from genzoo.data.stream import BatchStream
 from genzoo.data.transforms import prepare_test
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, Interrupted
 from genzoo.metrics.features import FeatureNetMissing
 from genzoo.models.base import GenerativeModel
 from genzoo.registry import models
@@ -31,9 +35,88 @@ def list_models() -> list[str]:
 
 
 def create(name: str, image_shape: tuple[int, int, int] = (1, 28, 28), **settings: Any) -> GenerativeModel:
-    """A new model; ``settings`` are fields of the model's config (strings are parsed, as from ``--set``)."""
+    """A new model; ``settings`` are fields of the model's config (strings are parsed, as from ``--set``).
+
+    Refused with one line, before anything is allocated that would not fit: an image shape that is not three
+    positive sizes, settings of the wrong type or range, settings that leave a layer empty, or parameters larger
+    than the memory available."""
+    return _build(name, image_shape, settings, copies=1)
+
+
+# bytes training holds per parameter byte: the weights, their gradients and Adam's two moments
+TRAINING_COPIES = 4
+
+
+def _build(name: str, image_shape: Any, settings: dict[str, Any], copies: int) -> GenerativeModel:
     cls = models.get(name)
-    return cls(build_config(cls.Config, settings), tuple(image_shape))
+    shape = _check_image_shape(image_shape)
+    config = build_config(cls.Config, settings)
+    try:
+        with ParameterBudget(name, copies):
+            model = cls(config, shape)
+    except GenzooError:
+        raise
+    except (RuntimeError, ValueError, TypeError, ArithmeticError, IndexError) as err:
+        # a combination of valid settings that the model's layers cannot be built from, said in one line
+        raise GenzooError(
+            f"cannot build {name} for images {shape} with these settings: {runs.first_detail(err)}"
+        ) from None
+    empty = next(((key, tuple(p.shape)) for key, p in model.named_parameters() if p.numel() == 0), None)
+    if empty is not None:
+        raise GenzooError(f"these settings leave {name} a layer of no weights ({empty[0]} has shape {empty[1]})")
+    return model
+
+
+def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else ()
+    if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise GenzooError(f"image_shape must be three positive sizes (channels, height, width), got {image_shape!r}")
+    return shape  # type: ignore[return-value]
+
+
+def available_memory() -> int:
+    """Bytes of memory the OS can give this process now without swapping (Linux's MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class ParameterBudget(TorchFunctionMode):
+    """Counts the bytes of the tensors a model's constructor creates and stops it, before the allocation that
+    would not fit, once they (times ``copies``: training also holds gradients and optimizer moments) exceed the
+    memory available. ``--set hidden=100000000`` would otherwise ask for hundreds of GB, or be killed midway."""
+
+    # the factories layers build their parameters with; all take a size as torch.empty does
+    FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn})
+
+    def __init__(self, name: str, copies: int) -> None:
+        super().__init__()
+        self.name, self.copies = name, copies
+        self.available = available_memory()
+        self.total = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in self.FACTORIES:
+            # its size, nothing allocated (torch.empty: random factories on "meta" take seconds to set up)
+            shape = {key: kwargs[key] for key in ("size", "dtype") if key in kwargs}
+            self.total += torch.empty(*args, **shape, device="meta").nbytes
+            if self.total * self.copies > self.available:
+                held = " and their gradients and optimizer state" if self.copies > 1 else ""
+                raise GenzooError(
+                    f"{self.name} with these settings needs more than {_gigabytes(self.total * self.copies)} for its "
+                    f"parameters{held}; this machine has {_gigabytes(self.available)} available"
+                )
+        return func(*args, **kwargs)
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 1e9:.3g} GB"
 
 
 def load(run_or_name: str | Path) -> GenerativeModel:
@@ -70,7 +153,7 @@ def evaluate(model: GenerativeModel, data: str | None = None) -> dict[str, Any]:
     """The model's metrics on the test split of ``data`` (default: the data it was trained on)."""
     data = data or getattr(model, "run_config", {}).get("data")
     if data is None:
-        raise GenzooError("evaluate needs data= for a model that was not loaded from a run")
+        raise GenzooError("evaluate needs data= (--data) for a model whose run does not name its dataset")
     dataset = load_dataset(data)
     _check_shape(model, dataset.image_shape, data)
     model.eval()
@@ -114,12 +197,29 @@ def train(
     progress: bool = True,
 ) -> Run:
     """Train ``model`` on ``data`` (default: the model's ``default_data``) into a run directory;
-    ``resume=True`` continues ``out`` from its checkpoint."""
+    ``resume=True`` continues ``out`` from its checkpoint.
+
+    Every option is checked before any file is written. The run directory is locked for the whole call (a second
+    process is refused), and a start that fails before its first checkpoint removes the directory it created.
+    SIGINT / SIGTERM stop after the current batch, save the checkpoint and weights and raise :class:`Interrupted`.
+    """
     import lightning as L
 
-    from genzoo.engine import BatchClock, default_precision, fit, keep_freed_memory, make_trainer, quiet_lightning
+    from genzoo.engine import (
+        BatchClock,
+        GracefulStop,
+        default_precision,
+        fit,
+        keep_freed_memory,
+        make_trainer,
+        quiet_lightning,
+        read_checkpoint,
+    )
 
     spec = models.get(model)
+    _check_counts(max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size,
+                  checkpoint_every=checkpoint_every, samples=samples)  # fmt: skip
+    secondary = _secondary_process()
     if resume:
         if out is None:
             raise GenzooError("--resume needs --out, the run directory to continue")
@@ -127,9 +227,9 @@ def train(
         stored = runs.read_run_config(run_dir)
         if stored["model"] != model:
             raise GenzooError(f"{run_dir} is a {stored['model']} run, not {model}")
-        checkpoint = run_dir / runs.CHECKPOINTS / runs.LAST_CHECKPOINT
-        if not checkpoint.is_file():
-            raise GenzooError(f"{run_dir} has no checkpoint to resume from")
+        if not secondary:
+            runs.RunLock(run_dir).check_free()
+        runs.require(stored, ("data", "seed", "batch_size"), run_dir / runs.CONFIG, "--resume")
         data, seed, batch_size = stored["data"], stored["seed"], stored["batch_size"]
         settings = stored_settings(spec.Config, stored["settings"])
         precision = precision or stored.get("precision")  # a resumed run keeps its precision
@@ -138,49 +238,28 @@ def train(
     else:
         data = data or spec.default_data
         check_dataset_name(data)
-        build_config(spec.Config, settings or {})  # fail on bad settings before any file exists
-        if _secondary_process():
+        build_config(spec.Config, settings or {})  # fail on bad settings before the data is loaded
+        if secondary:
             # a DDP worker re-launched by Lightning: rank 0 already chose and wrote the run directory
             run_dir = Path(out or os.environ[RUN_DIR_ENV])
         else:
             run_dir = Path(out) if out is not None else runs.new_run_dir(model)
-            if (run_dir / runs.CONFIG).exists():
-                raise GenzooError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
-        checkpoint = None
-    if batch_size < 1:
-        raise GenzooError("--batch-size must be at least 1")
+            _check_new_run_dir(run_dir)
+    if not 0 <= seed < 2**32:
+        raise GenzooError(f"--seed must be between 0 and 2**32 - 1, got {seed}")
     if max_steps is None and max_epochs is None:
         max_steps = spec.default_batches
         max_epochs = DEFAULT_EPOCHS if max_steps is None else None
     budget = {"max_steps": max_steps, "max_epochs": max_epochs}  # stored: a bare --resume continues toward it
-    if resume and not _secondary_process() and {key: stored.get(key) for key in budget} != budget:
-        runs.write_json(run_dir / runs.CONFIG, {**stored, **budget})  # resumed with a new budget
 
     dataset = load_dataset(data)
-    precision = precision or default_precision(spec.precision)  # the model's, if native here
-    L.seed_everything(seed, verbose=False)
-    network = create(model, dataset.image_shape, **(settings or {}))
     if len(dataset.train) < batch_size:
         raise GenzooError(f"--batch-size {batch_size} is larger than the {len(dataset.train)} training images")
-    if not resume and not _secondary_process():
-        runs.write_json(
-            run_dir / runs.CONFIG,
-            {
-                "model": model,
-                "image_shape": list(dataset.image_shape),
-                "settings": config_to_dict(network.config),
-                "data": data,
-                "levels": dataset.levels,
-                "seed": seed,
-                "batch_size": batch_size,
-                "precision": precision,
-                **budget,
-            },
-        )
-
-    keep_freed_memory()
+    precision = precision or default_precision(spec.precision)  # the model's, if native here
+    L.seed_everything(seed, verbose=False)
+    network = _build(model, dataset.image_shape, settings or {}, TRAINING_COPIES)
     quiet_lightning()
-    stream = BatchStream(dataset.train, dataset.train_labels, batch_size, network.input_kind, dataset.levels, seed)
+    # Lightning checks devices, strategy and precision here, before any file exists
     trainer = make_trainer(
         run_dir,
         max_epochs=max_epochs,
@@ -194,47 +273,100 @@ def train(
     if max_steps is not None:  # enough epochs for max_steps batches of the global (all-process) batch
         per_epoch = max(1, len(dataset.train) // (batch_size * trainer.world_size))
         # a resumed run may have epochs counted as finished by an earlier stop: bound by batches, not epochs
-        needed = max_steps if checkpoint is not None else -(-max_steps // per_epoch)
+        needed = max_steps if resume else -(-max_steps // per_epoch)
         trainer.fit_loop.max_epochs = min(max_epochs or max_steps, needed)
-    started = time.perf_counter()
-    start_batches = 0 if checkpoint is None else _batches_in(checkpoint)
-    # the run directory, for the worker processes Lightning launches during fit; the caller's environment is
-    # restored afterwards (unittest.mock's patch.dict does exactly that)
-    with mock.patch.dict(os.environ, {RUN_DIR_ENV: str(run_dir)}):
-        adapter = fit(network, stream, trainer, max_steps, checkpoint, seed)
-    seconds = time.perf_counter() - started
-    if not trainer.is_global_zero:
-        return Run(run_dir, network, {})
 
-    network = adapter.model.cpu().eval()
-    runs.save_weights(network, run_dir / runs.WEIGHTS)
-    trained = adapter.batches_done - start_batches
-    clock = next(c for c in trainer.callbacks if isinstance(c, BatchClock))
-    # steady rate after the session's first batch; a one-batch session has only its wall time
-    seconds_per_batch = clock.seconds_per_batch() or seconds / max(trained, 1)
-    try:
-        metrics = evaluate(network, data)
-    except FeatureNetMissing as err:  # a user's own images: keep the trained run, say what could not be measured
-        metrics = {"data": data, "evaluation_skipped": str(err)}
-    t0 = time.perf_counter()
-    images = sample_images(network, samples, dataset.levels)
-    sample_seconds = time.perf_counter() - t0
-    from genzoo.viz import save_grid
+    created = not run_dir.exists()
+    last = run_dir / runs.CHECKPOINTS / runs.LAST_CHECKPOINT
+    with contextlib.nullcontext() if secondary else runs.RunLock(run_dir):
+        if not secondary:
+            if not resume and runs.holds_trained_state(run_dir):  # again, now that no other process can start here
+                raise _already_a_run(run_dir)
+            runs.remove_temporaries(run_dir)
+        # a run stopped before its first checkpoint resumes from batch 0
+        checkpoint = last if resume and last.is_file() else None
+        start_batches = 0 if checkpoint is None else read_checkpoint(checkpoint, network)["genzoo"]["batches_done"]
+        try:
+            if not secondary and not resume:
+                runs.write_json(run_dir / runs.CONFIG, {
+                    "model": model, "image_shape": list(dataset.image_shape),
+                    "settings": config_to_dict(network.config), "data": data, "levels": dataset.levels, "seed": seed,
+                    "batch_size": batch_size, "precision": precision, **budget,
+                })  # fmt: skip
+            elif not secondary and {key: stored.get(key) for key in budget} != budget:
+                runs.write_json(run_dir / runs.CONFIG, {**stored, **budget})  # resumed with a new budget
+            keep_freed_memory()
+            stream = BatchStream(
+                dataset.train, dataset.train_labels, batch_size, network.input_kind, dataset.levels, seed
+            )
+            started = time.perf_counter()
+            # the run directory, for the worker processes Lightning launches during fit; the caller's environment
+            # is restored afterwards (unittest.mock's patch.dict does exactly that)
+            with mock.patch.dict(os.environ, {RUN_DIR_ENV: str(run_dir)}):
+                adapter = fit(network, stream, trainer, max_steps, checkpoint, seed)
+            seconds = time.perf_counter() - started
+        except BaseException:
+            if created and not secondary and not last.is_file():
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave no directory behind
+            raise
+        if not trainer.is_global_zero:
+            return Run(run_dir, network, {})
 
-    save_grid(images, run_dir / runs.SAMPLES, scale=max(1, 56 // dataset.image_shape[-1]))
-    _save_figures(network, dataset, run_dir)
-    metrics.update(
-        model=model,
-        train_batches=adapter.batches_done,
-        train_images_per_second=batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
-        train_seconds=seconds,
-        train_precision=trainer.precision,  # the model's preference falls back to fp32 off native bf16
-        train_threads=torch.get_num_threads(),
-        sample_seconds=sample_seconds,
-        samples=samples,
-    )
-    runs.write_json(run_dir / runs.METRICS, metrics)
+        network = adapter.model.cpu().eval()
+        runs.save_weights(network, run_dir / runs.WEIGHTS)
+        stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
+        if stop.signum is not None:
+            raise Interrupted(
+                f"interrupted by {signal.Signals(stop.signum).name} after batch {adapter.batches_done}; its checkpoint "
+                f"and {runs.WEIGHTS} are saved; resume with: genzoo train {model} --out {run_dir} --resume",
+                stop.signum,
+            )
+        trained = adapter.batches_done - start_batches
+        clock = next(c for c in trainer.callbacks if isinstance(c, BatchClock))
+        # steady rate after the session's first batch; a one-batch session has only its wall time
+        seconds_per_batch = clock.seconds_per_batch() or seconds / max(trained, 1)
+        try:
+            metrics = evaluate(network, data)
+        except FeatureNetMissing as err:  # a user's own images: keep the trained run, say what could not be measured
+            metrics = {"data": data, "evaluation_skipped": str(err)}
+        t0 = time.perf_counter()
+        images = sample_images(network, samples, dataset.levels)
+        sample_seconds = time.perf_counter() - t0
+        from genzoo.viz import save_grid
+
+        save_grid(images, run_dir / runs.SAMPLES, scale=max(1, 56 // dataset.image_shape[-1]))
+        _save_figures(network, dataset, run_dir)
+        metrics.update(
+            model=model,
+            train_batches=adapter.batches_done,
+            train_images_per_second=batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
+            train_seconds=seconds,
+            train_precision=trainer.precision,  # the model's preference falls back to fp32 off native bf16
+            train_threads=torch.get_num_threads(),
+            sample_seconds=sample_seconds,
+            samples=samples,
+        )
+        runs.write_json(run_dir / runs.METRICS, metrics)
     return Run(run_dir, network, metrics)
+
+
+def _check_counts(**counts: int | None) -> None:
+    """Budgets and sizes given as options: each absent (None) or at least 1."""
+    for name, value in counts.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise GenzooError(f"--{name.replace('_', '-')} must be at least 1, got {value!r}")
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GenzooError(f"--out {run_dir} exists and is not a directory")
+    runs.RunLock(run_dir).check_free()
+    if runs.holds_trained_state(run_dir):
+        raise _already_a_run(run_dir)
+
+
+def _already_a_run(run_dir: Path) -> GenzooError:
+    return GenzooError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
 
 
 def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None:
@@ -254,9 +386,3 @@ def _save_figures(network: GenerativeModel, dataset: Any, run_dir: Path) -> None
 def _secondary_process() -> bool:
     """True in every process of a multi-process run except the first (rank 0 of node 0)."""
     return any(int(os.environ.get(name, "0")) > 0 for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
-
-
-def _batches_in(checkpoint: Path) -> int:
-    from genzoo.engine import AtomicCheckpointIO
-
-    return int(AtomicCheckpointIO().load_checkpoint(checkpoint)["genzoo"]["batches_done"])

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from typer.exceptions import Abort, TyperException
 
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, Interrupted
 
 app = typer.Typer(
     help="genzoo: train, sample and evaluate the classic deep generative models.",
@@ -94,9 +94,8 @@ def train(
     """Train MODEL and write samples.png, metrics.json and model.safetensors into its run directory."""
     import genzoo
     from genzoo.config import parse_assignments
+    from genzoo.runs import json_text
 
-    if checkpoint_every < 1:
-        raise GenzooError("--checkpoint-every must be at least 1")
     run = genzoo.train(
         model,
         data,
@@ -106,14 +105,14 @@ def train(
         out=out,
         seed=seed,
         resume=resume,
-        devices=int(devices) if devices.isdigit() else devices,
+        devices=devices,
         strategy=strategy,
         precision=precision,
         settings=parse_assignments(set_ or []),
         checkpoint_every=checkpoint_every,
     )
     if run.metrics:
-        typer.echo(json.dumps(_headline(run.metrics), indent=2))
+        typer.echo(json_text(_headline(run.metrics)))
         typer.echo(f"samples: {run.path / 'samples.png'}")
         typer.echo(f"metrics: {run.path / 'metrics.json'}")
 
@@ -165,8 +164,8 @@ def sample(
 
     if not 1 <= n <= 10_000:
         raise GenzooError("--n must be between 1 and 10000")
-    if out.suffix.lower() != ".png":
-        raise GenzooError(f"--out must be a .png file, got {out}")
+    if out.suffix.lower() != ".png" or out.is_dir():
+        raise GenzooError(f"--out must be a .png file, got {out}{' (a directory)' * out.is_dir()}")
     model = genzoo.load(run)
     options = sample_options(model, ctx.args)
     torch.manual_seed(seed)
@@ -182,9 +181,10 @@ def eval_command(
 ) -> None:
     """Evaluate a trained run on a test split and print the metrics as JSON."""
     import genzoo
+    from genzoo.runs import json_text
 
     model = genzoo.load(run)
-    typer.echo(json.dumps(genzoo.evaluate(model, data), indent=2))
+    typer.echo(json_text(genzoo.evaluate(model, data)))
 
 
 @app.command()
@@ -334,8 +334,14 @@ def main() -> None:
     except Abort:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Interrupted as err:
+        typer.echo(str(err), err=True)
+        sys.exit(err.exit_code)
     except GenzooError as err:
         typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:  # the machine refused something genzoo does not write through runs.atomic_open
+        typer.echo(f"error: {err.strerror or err}{f': {err.filename}' if err.filename else ''}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -50,8 +51,49 @@ def _convert(text: str, kind: Any, key: str) -> Any:
         raise GenzooError(f"--set {key}: expected {getattr(kind, '__name__', kind)}, got {text!r}") from None
 
 
+def _check_type(value: Any, kind: Any, key: str) -> Any:
+    """A typed value (from Python or a stored config.json) of the field's type, or a one-line error; a JSON list
+    becomes the tuple the field holds, an int a float where the field is one."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        return (
+            None if value is None and len(options) < len(typing.get_args(kind)) else _check_type(value, options[0], key)
+        )
+    if origin is typing.Literal:
+        if value not in typing.get_args(kind):
+            raise GenzooError(
+                f"setting {key}: expected one of {', '.join(map(str, typing.get_args(kind)))}, got {value!r}"
+            )
+        return value
+    if origin in (tuple, list):
+        (item,) = set(typing.get_args(kind)) - {Ellipsis} or {str}
+        if not isinstance(value, (list, tuple)):
+            raise GenzooError(f"setting {key}: expected a list, got {value!r}")
+        return tuple(_check_type(v, item, key) for v in value)
+    accepted = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(kind)
+    if accepted is None:
+        return value
+    if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+        raise GenzooError(f"setting {key}: expected {kind.__name__}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _check_ranges(config: Any) -> None:
+    """What no field of any model may hold: a negative count or size, or a non-finite number."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value < 0:
+            raise GenzooError(f"setting {field.name} must be at least 0, got {value}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GenzooError(f"setting {field.name} must be a finite number, got {value}")
+
+
 def build_config(config_cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate ``config_cls`` from values that may be strings (from the CLI) or typed (from Python/JSON)."""
+    """Instantiate ``config_cls`` from values that may be strings (from the CLI) or typed (from Python/JSON);
+    every value is checked against its field's type."""
     hints = typing.get_type_hints(config_cls)
     names = [f.name for f in dataclasses.fields(config_cls)]
     kwargs: dict[str, Any] = {}
@@ -60,13 +102,12 @@ def build_config(config_cls: type, values: dict[str, Any]) -> Any:
             raise GenzooError(f"unknown setting {key!r} for {config_cls.__name__}; valid keys: {', '.join(names)}")
         if isinstance(value, str) and hints[key] is not str:
             value = _convert(value, hints[key], key)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
+        kwargs[key] = _check_type(value, hints[key], key)
     try:
         config = config_cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise GenzooError(f"invalid settings for {config_cls.__name__}: {err}") from None
+    _check_ranges(config)
     return config
 
 

@@ -7,8 +7,12 @@ multi-optimizer models need nothing special and Lightning still handles precisio
 from __future__ import annotations
 
 import ctypes
+import io
 import logging
 import math
+import os
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -17,17 +21,18 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch import Tensor
 
 from genzoo.data.stream import BatchStream
 from genzoo.errors import GenzooError
 from genzoo.models.base import GenerativeModel, schedule_learning_rates
-from genzoo.runs import atomic_open
+from genzoo.runs import atomic_write_bytes, check_tensors
 
 
 class DivergedError(GenzooError):
@@ -72,6 +77,7 @@ class ModelAdapter(L.LightningModule):
         self.seed = seed
         self.batches_done = 0
         self.optimizer_names: list[str] = []
+        self.training_started = False  # after Lightning restored a checkpoint, before the first batch
         self.optimizers_by_name: dict[str, torch.optim.Optimizer] = {}
         self.stream: BatchStream | None = None
 
@@ -99,14 +105,22 @@ class ModelAdapter(L.LightningModule):
         self.batches_done += 1
         bad = [name for name, value in logs.items() if not math.isfinite(value)]
         if bad:
+            saver = next((c for c in self.trainer.callbacks if isinstance(c, PeriodicCheckpoint)), None)
+            kept = (
+                f"the checkpoint of batch {saver.saved_at} is kept"
+                if saver is not None and saver.saved_at is not None
+                else "no checkpoint had been written"
+            )
             raise DivergedError(
-                f"training diverged at batch {self.batches_done}: {', '.join(bad)} is not finite; "
-                "the last finite checkpoint is kept"
+                f"training diverged at batch {self.batches_done}: {', '.join(bad)} is not finite; {kept}"
             )
         # only on the batches whose values the loggers write (every log_every_n_steps, and the last): Lightning's
         # log_dict costs ~1 ms a call, 3-5% of a small model's batch
         if self.batches_done % self.trainer.log_every_n_steps == 0 or self.batches_done == self.max_batches:
             self.log_dict(logs, prog_bar=True, on_step=True)
+
+    def on_train_start(self) -> None:
+        self.training_started = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["genzoo"] = {"batches_done": self.batches_done}
@@ -129,14 +143,53 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary file and renamed; read back with ``weights_only=True`` (no pickled code)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        with atomic_open(Path(path)) as out:
-            torch.save(checkpoint, out)
+        # serialized in memory first: torch.save's zip writer hides the OS error of a failed write (a full disk
+        # is "unexpected pos 19648 vs 19600"), the file write then reports it
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(Path(path), buffer.getbuffer())
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         try:
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001  (any unpickling failure means: refuse this file)
-            raise GenzooError(f"cannot load checkpoint {path}: {str(err).splitlines()[0]}") from None
+            if isinstance(err, EOFError):
+                reason = "the file is empty or cut short"
+            else:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise GenzooError(f"cannot load checkpoint {path}: {reason}") from None
+
+
+def read_checkpoint(path: Path, model: GenerativeModel) -> dict[str, Any]:
+    """A checkpoint of ``model`` checked field by field before Lightning restores it: genzoo's batch counter, the
+    model's tensors (names, shapes, dtypes, finite values) and the optimizer and loop states Lightning reads."""
+    checkpoint = AtomicCheckpointIO().load_checkpoint(path)
+    if not isinstance(checkpoint, dict):
+        raise GenzooError(f"{path} is not a genzoo checkpoint (not a dictionary)")
+    missing = [key for key in ("genzoo", "state_dict", "optimizer_states", "loops") if key not in checkpoint]
+    if missing:
+        raise GenzooError(f"{path} is not a genzoo checkpoint (no {', '.join(missing)})")
+    batches = checkpoint["genzoo"].get("batches_done") if isinstance(checkpoint["genzoo"], dict) else None
+    if not isinstance(batches, int) or isinstance(batches, bool) or batches < 0:
+        raise GenzooError(f"{path}: genzoo.batches_done must be an integer of at least 0, got {batches!r}")
+    stored = checkpoint["state_dict"]
+    expected = ModelAdapter(model).state_dict()
+    if not isinstance(stored, dict) or stored.keys() != expected.keys():
+        raise GenzooError(f"{path} holds another model's weights, not the run's {model.name}")
+    check_tensors(stored, expected, path)
+    for key, value in stored.items():
+        if value.shape != expected[key].shape:
+            raise GenzooError(
+                f"{path}: {key} has shape {tuple(value.shape)}, the run's model {tuple(expected[key].shape)}"
+            )
+    optimizers = checkpoint["optimizer_states"]
+    if not isinstance(optimizers, list) or len(optimizers) != len(model.configure_optimizers()):
+        raise GenzooError(f"{path}: optimizer_states does not match the {model.name} model's optimizers")
+    if not all(isinstance(state, dict) and {"state", "param_groups"} <= state.keys() for state in optimizers):
+        raise GenzooError(f"{path}: optimizer_states are not optimizer states")
+    if not isinstance(checkpoint["loops"], dict):
+        raise GenzooError(f"{path}: loops is not Lightning's loop state")
+    return checkpoint
 
 
 class PeriodicCheckpoint(Callback):
@@ -157,6 +210,56 @@ class PeriodicCheckpoint(Callback):
     def save(self, trainer: L.Trainer, adapter: ModelAdapter) -> None:
         trainer.save_checkpoint(self.path)
         self.saved_at = adapter.batches_done
+
+
+class GracefulStop(Callback):
+    """SIGINT (Ctrl-C) and SIGTERM stop training after the batch under way, whose checkpoint is written; ``signum``
+    tells the caller it was asked to stop.
+
+    Installed by :func:`fit` around Lightning's fit and again when training starts, because Lightning registers
+    its own SIGTERM handler during setup (it turns SIGTERM into a silent exit 0) and lets Ctrl-C end the process
+    with exit 1. Only for one process in the main thread: the processes of a data-parallel run would stop at
+    different batches and wait for each other forever, so Lightning's own handling stays there.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self.SIGNALS:
+            previous = signal.signal(signum, self._request)
+            self._previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _request(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def on_train_start(self, trainer: L.Trainer, adapter: ModelAdapter) -> None:
+        if not self._previous:  # not installed: a data-parallel run
+            return
+        self.install()
+        if trainer.received_sigterm:  # came during Lightning's setup, to its handler
+            self.signum = signal.SIGTERM
+        self.on_train_batch_end(trainer, adapter)
+
+    def on_train_batch_end(self, trainer: L.Trainer, adapter: ModelAdapter, *args: Any) -> None:
+        if self.signum is None:
+            return
+        trainer.should_stop = True
+        # saved here, like the periodic checkpoints, not when training ends: Lightning's loop state after its end
+        # resumes onto different weights than an uninterrupted run
+        saver = next(c for c in trainer.callbacks if isinstance(c, PeriodicCheckpoint))
+        if saver.saved_at != adapter.batches_done:
+            saver.save(trainer, adapter)
 
 
 class BatchClock(Callback):
@@ -252,6 +355,36 @@ def quiet_lightning() -> None:
 DDP_START_METHODS: dict[str, Any] = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
 
 
+def check_devices(devices: int | str) -> int | str:
+    """``devices`` as Lightning takes it: ``"auto"`` or a count no larger than what this machine has (GPUs, else
+    CPU cores: Lightning would start any number of CPU processes, each with its own copy of the model)."""
+    if devices == "auto":
+        return devices
+    try:
+        count = int(devices)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1 or str(devices).strip() != str(count):
+        raise GenzooError(f"--devices must be a positive whole number or auto, got {devices!r}")
+    if torch.cuda.is_available():
+        available, kind = torch.cuda.device_count(), "GPU"
+    elif torch.backends.mps.is_available():
+        available, kind = 1, "GPU"
+    else:
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        kind = "CPU core"
+    if count > available:
+        raise GenzooError(f"--devices {count}: this machine has {available} {kind}{'s' * (available > 1)}")
+    return count
+
+
+def check_strategy(strategy: str) -> None:
+    names = ["auto", *StrategyRegistry.available_strategies()]
+    if strategy not in names:
+        shown = [name for name in names if "find_unused" not in name]  # the variants of ddp* are implied
+        raise GenzooError(f"unknown --strategy {strategy!r}; Lightning's are: {', '.join(shown)}")
+
+
 def make_trainer(
     run_dir: Path,
     *,
@@ -276,27 +409,35 @@ def make_trainer(
     callbacks: list[Callback] = [PeriodicCheckpoint(run_dir / "checkpoints" / "last.ckpt", checkpoint_every)]
     if max_batches is not None:
         callbacks.append(StopAfterBatches(max_batches))
+    callbacks.append(GracefulStop())
     callbacks.append(BatchClock())  # last, so the batch it times includes the other callbacks' work
+    devices = check_devices(devices)
+    if isinstance(strategy, str):
+        check_strategy(strategy)
     if strategy in DDP_START_METHODS:
         # GANs update the generator through a frozen discriminator (and the discriminator on detached samples),
         # so each backward leaves some parameters without gradients: DDP must look for them
         strategy = DDPStrategy(start_method=DDP_START_METHODS[strategy], find_unused_parameters=True)
-    return L.Trainer(
-        accelerator="auto",
-        devices=devices,
-        strategy=strategy,
-        precision=precision,
-        max_epochs=max_epochs or 1,
-        logger=loggers,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-        num_sanity_val_steps=0,
-        log_every_n_steps=10,
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=run_dir,
-    )
+    try:
+        return L.Trainer(
+            accelerator="auto",
+            devices=devices,
+            strategy=strategy,
+            precision=precision,
+            max_epochs=max_epochs or 1,
+            logger=loggers,
+            callbacks=callbacks,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            num_sanity_val_steps=0,
+            log_every_n_steps=10,
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=run_dir,
+        )
+    except (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException) as err:
+        # Lightning checks precision names and the devices / strategy / precision combination here
+        raise GenzooError(" ".join(str(err).split())) from None
 
 
 def fit(
@@ -311,5 +452,18 @@ def fit(
     adapter = ModelAdapter(model, max_batches, seed)
     adapter.stream = stream
     stream.position = lambda: adapter.batches_done
-    trainer.fit(adapter, train_dataloaders=stream, ckpt_path=checkpoint)
+    stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)  # make_trainer's trainers
+    if stop is not None and trainer.num_devices * trainer.num_nodes == 1:
+        stop.install()  # from Lightning's setup on; its end restores the handlers it found, so restore ours after
+    try:
+        trainer.fit(adapter, train_dataloaders=stream, ckpt_path=checkpoint)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+        if checkpoint is None or adapter.training_started:
+            raise
+        # read_checkpoint checked what genzoo knows of a checkpoint; Lightning's own loop state broke its restore
+        reason = " ".join(str(err).split())
+        raise GenzooError(f"{checkpoint} cannot be restored: {type(err).__name__}: {reason}") from None
+    finally:
+        if stop is not None:
+            stop.restore()
     return adapter
