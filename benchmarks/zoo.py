@@ -354,15 +354,25 @@ def number(value: float) -> str:
 
 
 def figures() -> None:
-    """docs/figures/NAME.png: 32 samples of every entry (seed 0), what `genzoo sample NAME --n 32` draws."""
+    """docs/figures/: 32 samples of every entry (seed 0, what `genzoo sample NAME --n 32` draws), InfoGAN's
+    traversals of its codes, and the latent models' interpolations and traversals (`genzoo interpolate NAME`)."""
+    from genzoo.latent_exploration import explore_run
     from genzoo.viz import save_grid
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     for name in zoo.names():
         model = load(name)
+        scale = max(1, 56 // model.image_shape[-1])
+        levels = model.run_config.get("levels", 256)
         torch.manual_seed(0)
-        images = genzoo.sample_images(model, 32, model.run_config.get("levels", 256))
-        print(save_grid(images, FIGURES / f"{name}.png", columns=8, scale=max(1, 56 // model.image_shape[-1])))
+        print(save_grid(genzoo.sample_images(model, 32, levels), FIGURES / f"{name}.png", columns=8, scale=scale))
+        if model.name == "infogan":
+            for code in ("categorical", "c1"):
+                grid = genzoo.sample_images(model, 1, levels, traverse=code)
+                print(save_grid(grid, FIGURES / f"{name}-{code}.png", columns=model.config.categories, scale=scale))
+        if model.family == "latent":
+            for path in explore_run(name, FIGURES / f"{name}-explore", pairs=4, steps=8).values():
+                print(path)
 
 
 def main() -> None:
