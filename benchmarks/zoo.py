@@ -83,7 +83,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "nade": Recipe(
         "nade",
-        f"{BINARIZED} --max-steps 7810 --set decay_fraction=1",
+        f"{BINARIZED} --max-steps 3905 --set decay_fraction=1",
         "nll_nats",
         Paper(NADE_PAPER, 88.33, "500 hidden units, fixed order (88.33 in Uria et al., JMLR 2016; 88.86 in 2011)"),
         "<= 88.5 nats",
