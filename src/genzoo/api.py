@@ -350,6 +350,11 @@ def train(
             samples=samples,
         )
         runs.write_json(run_dir / runs.METRICS, metrics)
+        from genzoo.run_card import write_run_card
+
+        parameters = sum(p.numel() for p in network.parameters())
+        config = runs.read_run_config(run_dir)
+        write_run_card(run_dir, config, metrics, parameters, trainer.world_size, dataset.source)
     return Run(run_dir, network, metrics)
 
 

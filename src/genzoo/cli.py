@@ -261,14 +261,16 @@ def train_features(
 def interpolate(
     run: Annotated[Path, typer.Argument(help="Run directory or zoo name of a latent variable model (vae, aae).")],
     out: Annotated[
-        Optional[Path], typer.Option(help="Folder for the PNG files (default: the run directory; for a zoo name, .).")
+        Optional[Path],
+        typer.Option(help="Folder for the PNG and GIF files (default: the run directory; a zoo name: .)."),
     ] = None,
     pairs: Annotated[int, typer.Option(help="Pairs of test images to interpolate between.")] = 8,
     steps: Annotated[int, typer.Option(help="Images per interpolation / traversal row.")] = 10,
     spherical: Annotated[bool, typer.Option(help="Spherical instead of linear interpolation.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed (choice of test images).")] = 0,
 ) -> None:
-    """Interpolation, latent traversal, reconstructions and (2-D latents) the manifold plot, as PNG grids."""
+    """Interpolation, latent traversal, reconstructions and (2-D latents) the manifold plot, as PNG grids; the
+    interpolations and traversals also as animated GIFs."""
     from genzoo.latent_exploration import explore_run
 
     if pairs < 1 or steps < 2:
