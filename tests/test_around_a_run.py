@@ -50,12 +50,13 @@ def test_curves_are_refreshed_at_each_checkpoint_with_its_batch_and_at_the_end(t
     seen = []
     refresh = curves.refresh
 
-    def spy(run_dir, draw=True):
-        done = refresh(run_dir, draw)
+    def spy(run_dir):
+        done = refresh(run_dir)
         seen.append(max(curves.read_curves(run_dir)[1]))
         return done
 
     monkeypatch.setattr(curves, "refresh", spy)
+    monkeypatch.setattr(curves, "REFRESH_INTERVAL_FACTOR", 0)  # batches this fast would skip refreshes
     out = tmp_path / "run"
     genzoo.train("gan", max_steps=25, checkpoint_every=10, out=out, settings={"eval_samples": 100}, **TINY)
     assert seen == [10, 20, 25]  # the refresh after checkpoint t includes batch t's own values
@@ -71,18 +72,25 @@ def test_curves_are_refreshed_at_each_checkpoint_with_its_batch_and_at_the_end(t
     assert batches == [10, 20, 25, 30, 35]  # both sessions' logs
 
 
-def test_drawing_waits_twenty_times_its_cost_and_the_end_always_draws(tmp_path, monkeypatch):
-    clock = iter([0.0, 1.0, 5.0, 21.0, 21.5, 22.0, 22.2])  # perf_counter as updates start, and end a drawing
+def test_a_refresh_waits_twenty_times_its_cost_and_the_end_always_refreshes(tmp_path, monkeypatch):
+    clock = iter([0.0, 1.0, 5.0, 21.0, 21.5, 22.0, 22.2, 23.0, 23.1, 50.0, 60.0, 60.1])  # as updates start / end
     monkeypatch.setattr(curves.time, "perf_counter", lambda: next(clock))
-    draws = []
-    monkeypatch.setattr(curves, "refresh", lambda run_dir, draw: draws.append(draw) or True)
+    outcomes = iter([True, True, True, False, True])
+    done = []
+    monkeypatch.setattr(curves, "refresh", lambda run_dir: done.append(True) or next(outcomes))
     trainer = type("Trainer", (), {"is_global_zero": True})()
     refresher = curves.CurveRefresh(tmp_path, every=10)
-    refresher.update(trainer, final=False)  # the first: drawn, took 1 s
-    refresher.update(trainer, final=False)  # 4 s later: not due before 20 s
-    refresher.update(trainer, final=False)  # 20 s later: drawn
-    refresher.update(trainer, final=True)  # the end: drawn however recent the last one was
-    assert draws == [True, False, True, True]
+    for final, expected in [
+        (False, 1),  # the first refresh: took 1 s
+        (False, 1),  # 4 s later: not due before 20 s
+        (False, 2),  # 20 s later: due
+        (True, 3),  # the end: refreshed however recent the last one was
+        (True, 4),  # a failed refresh ...
+        (False, 4),  # ... stops the periodic ones
+        (True, 5),  # but not the last
+    ]:
+        refresher.update(trainer, final)
+        assert len(done) == expected
 
 
 def test_a_plotting_error_is_one_warning_line_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
