@@ -82,6 +82,7 @@ class LogSettings(Callback):
         from genzoo.config import config_to_dict
 
         model = adapter.model
-        settings = {"model": model.name, "image_shape": list(model.image_shape), **config_to_dict(model.config)}
+        name = getattr(model, "name", type(model).__name__)  # registration names it; a model built by hand has none
+        settings = {"model": name, "image_shape": list(model.image_shape), **config_to_dict(model.config)}
         for logger in trainer.loggers:
             logger.log_hyperparams(settings)
