@@ -12,12 +12,14 @@ from genzoo.cli import main
 
 junk = st.text(alphabet=string.ascii_letters + string.digits + "-_=:./ ", max_size=12)
 # A valid command line with at most one field replaced by a random (usually invalid) value, so both outcomes occur.
-VALID = {"model": "independent", "data": "digits", "setting": "lr=1e-2", "batch": "16"}
+VALID = {"model": "independent", "data": "digits", "setting": "lr=1e-2", "batch": "16", "logger": "csv"}
 BROKEN = {
     "model": st.sampled_from(["markov", "nade", "fvsbn", "rnade", "nadee", ""]) | junk,
     "data": st.sampled_from(["digits", "folder:", "folder:/nonexistent", "mnist ", "binarized-mnist "]) | junk,
     "setting": st.sampled_from(["lr=0", "lr=-1", "lr=nan", "order=3", "hidden=x", "lr", "=1", "lr=1e-3"]) | junk,
     "batch": st.sampled_from(["0", "-2", "1", "3000", "1442", "x"]),
+    # never wandb or mlflow: a test must not start a tracker that may go online
+    "logger": st.sampled_from(["tensorboard", "csv,tensorboard", "", "tb", "csv,"]) | junk,
 }
 
 
@@ -42,7 +44,7 @@ def test_train_arguments_end_in_success_or_one_error_line(tmp_path_factory, caps
         args[field] = data.draw(BROKEN[field])
     out = tmp_path_factory.mktemp("fuzz") / "run"
     argv = ["train", args["model"], "--data", args["data"], "--set", args["setting"], "--batch-size", args["batch"]]
-    argv += ["--max-steps", "1", "--out", str(out)]
+    argv += ["--logger", args["logger"], "--max-steps", "1", "--out", str(out)]
     code, captured = run_cli(argv, capsys)
     event(f"exit {code}")
     if code == 0:

@@ -4,6 +4,7 @@ likelihoods' normalization, a real training step, the latent tools, and the CLI 
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -186,6 +187,27 @@ def test_cli_train_sample_interpolate_end_to_end(tmp_path):
     assert explored.exit_code == 0, explored.output
     for name in ["interpolation.png", "traversal.png", "reconstructions.png", "manifold.png"]:
         assert (tmp_path / "latent" / name).is_file(), name
+    check_animation(tmp_path / "latent" / "interpolation", rows=2, steps=10)
+    check_animation(tmp_path / "latent" / "traversal", rows=2, steps=10)  # one row per latent dimension
+
+
+def check_animation(stem, rows, steps, side=8, scale=7, padding=2):
+    """The GIF plays the grid's columns forth and back, its frame t holding column t of every row."""
+    from PIL import Image, ImageSequence
+
+    def cell(picture, row, column):
+        top, left = (padding + row * (side + padding)) * scale, (padding + column * (side + padding)) * scale
+        return np.asarray(picture.convert("L"))[top : top + side * scale, left : left + side * scale]
+
+    png = Image.open(stem.with_suffix(".png"))
+    frames = [frame.copy() for frame in ImageSequence.Iterator(Image.open(stem.with_suffix(".gif")))]
+    assert len(frames) == 2 * steps - 2 and Image.open(stem.with_suffix(".gif")).info["loop"] == 0
+    assert not np.array_equal(cell(png, 0, 0), cell(png, 0, steps - 1))  # the walk moves, so the order shows
+    order = [*range(steps), *range(steps - 2, 0, -1)]
+    columns = math.ceil(math.sqrt(rows))  # each frame is a square-ish grid of the rows' images
+    for frame, step in zip(frames, order):
+        for row in range(rows):
+            assert np.array_equal(cell(frame, row // columns, row % columns), cell(png, row, step)), (step, row)
 
 
 def test_interpolate_refuses_a_model_without_latents(tmp_path):

@@ -195,9 +195,11 @@ def train(
     checkpoint_every: int = 100,
     samples: int = 64,
     progress: bool = True,
+    trackers: tuple[str, ...] | list[str] = (),
 ) -> Run:
     """Train ``model`` on ``data`` (default: the model's ``default_data``) into a run directory;
-    ``resume=True`` continues ``out`` from its checkpoint.
+    ``resume=True`` continues ``out`` from its checkpoint. ``trackers`` adds experiment trackers (``tensorboard``,
+    ``wandb``, ``mlflow``; :mod:`genzoo.trackers`) to the CSV log every run keeps.
 
     Every option is checked before any file is written. The run directory is locked for the whole call (a second
     process is refused), and a start that fails before its first checkpoint removes the directory it created.
@@ -269,6 +271,7 @@ def train(
         strategy=strategy,
         precision=precision,
         progress=progress,
+        trackers=tuple(trackers),
     )
     if max_steps is not None:  # enough epochs for max_steps batches of the global (all-process) batch
         per_epoch = max(1, len(dataset.train) // (batch_size * trainer.world_size))
@@ -347,6 +350,11 @@ def train(
             samples=samples,
         )
         runs.write_json(run_dir / runs.METRICS, metrics)
+        from genzoo.run_card import write_run_card
+
+        parameters = sum(p.numel() for p in network.parameters())
+        config = runs.read_run_config(run_dir)
+        write_run_card(run_dir, config, metrics, parameters, trainer.world_size, dataset.source)
     return Run(run_dir, network, metrics)
 
 

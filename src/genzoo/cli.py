@@ -68,6 +68,7 @@ def default_budgets() -> list[str]:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name (see `genzoo list`).")],
     data: Annotated[
         Optional[str], typer.Option(help="Dataset name, or folder:PATH (default: the model's, usually mnist).")
@@ -89,28 +90,34 @@ def train(
         ),
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Batches between checkpoints.")] = 100,
+    logger: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Tracker beside the CSV log: tensorboard, wandb or mlflow (repeatable; default csv)."),
+    ] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Model setting key=value (repeatable).")] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(help="JSON or YAML file of options and settings (see --print-config); the command line wins."),
+    ] = None,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the run's full config (JSON) instead of training.")
+    ] = False,
 ) -> None:
     """Train MODEL and write samples.png, metrics.json and model.safetensors into its run directory."""
     import genzoo
     from genzoo.config import parse_assignments
+    from genzoo.config_file import OPTIONS, full_config, train_arguments
     from genzoo.runs import json_text
 
-    run = genzoo.train(
-        model,
-        data,
-        max_epochs=max_epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        out=out,
-        seed=seed,
-        resume=resume,
-        devices=devices,
-        strategy=strategy,
-        precision=precision,
-        settings=parse_assignments(set_ or []),
-        checkpoint_every=checkpoint_every,
-    )
+    if config is not None and resume:
+        raise GenzooError("--resume continues the run's own config; --config is for new runs")
+    # by the source's name: typer ships its own copy of click, whose ParameterSource is not click's
+    given = {key: ctx.params[key] for key in OPTIONS if ctx.get_parameter_source(key).name != "DEFAULT"}
+    arguments = train_arguments(model, given, parse_assignments(set_ or []), config)
+    if print_config:
+        typer.echo(json.dumps(full_config(model, arguments), indent=2))
+        return
+    run = genzoo.train(model, out=out, resume=resume, **arguments)
     if run.metrics:
         typer.echo(json_text(_headline(run.metrics)))
         typer.echo(f"samples: {run.path / 'samples.png'}")
@@ -254,14 +261,16 @@ def train_features(
 def interpolate(
     run: Annotated[Path, typer.Argument(help="Run directory or zoo name of a latent variable model (vae, aae).")],
     out: Annotated[
-        Optional[Path], typer.Option(help="Folder for the PNG files (default: the run directory; for a zoo name, .).")
+        Optional[Path],
+        typer.Option(help="Folder for the PNG and GIF files (default: the run directory; a zoo name: .)."),
     ] = None,
     pairs: Annotated[int, typer.Option(help="Pairs of test images to interpolate between.")] = 8,
     steps: Annotated[int, typer.Option(help="Images per interpolation / traversal row.")] = 10,
     spherical: Annotated[bool, typer.Option(help="Spherical instead of linear interpolation.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed (choice of test images).")] = 0,
 ) -> None:
-    """Interpolation, latent traversal, reconstructions and (2-D latents) the manifold plot, as PNG grids."""
+    """Interpolation, latent traversal, reconstructions and (2-D latents) the manifold plot, as PNG grids; the
+    interpolations and traversals also as animated GIFs."""
     from genzoo.latent_exploration import explore_run
 
     if pairs < 1 or steps < 2:

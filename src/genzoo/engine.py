@@ -24,15 +24,16 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch import Tensor
 
+from genzoo.curves import CurveRefresh
 from genzoo.data.stream import BatchStream
 from genzoo.errors import GenzooError
 from genzoo.models.base import GenerativeModel, schedule_learning_rates
 from genzoo.runs import atomic_write_bytes, check_tensors
+from genzoo.trackers import LogSettings, make_loggers
 
 
 class DivergedError(GenzooError):
@@ -395,18 +396,16 @@ def make_trainer(
     strategy: str | DDPStrategy,
     precision: str,
     progress: bool,
+    trackers: tuple[str, ...] = (),
 ) -> L.Trainer:
-    # one numbered folder per training session (logs/csv/version_0, version_1 after a resume, ...): Lightning's
-    # loggers overwrite a folder they reuse, and a resumed run must not lose the log of its first session
-    loggers: list[Logger] = [CSVLogger(run_dir / "logs", name="csv")]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=loggers[0].version))
-    except ImportError:
-        pass
-    callbacks: list[Callback] = [PeriodicCheckpoint(run_dir / "checkpoints" / "last.ckpt", checkpoint_every)]
+    """A Lightning trainer writing into ``run_dir``: checkpoints every ``checkpoint_every`` batches, the CSV log and
+    the ``trackers`` asked for (``genzoo.trackers``), and the curves refreshed at each checkpoint."""
+    loggers = make_loggers(run_dir, trackers)
+    callbacks: list[Callback] = [
+        PeriodicCheckpoint(run_dir / "checkpoints" / "last.ckpt", checkpoint_every),
+        CurveRefresh(run_dir, checkpoint_every),
+        LogSettings(),
+    ]
     if max_batches is not None:
         callbacks.append(StopAfterBatches(max_batches))
     callbacks.append(GracefulStop())

@@ -1,7 +1,8 @@
 """Looking inside a latent variable model: interpolation, latent traversal and the 2-D manifold plot.
 
 Everything works on any :class:`genzoo.models.latent.base.LatentModel` (``encode``, ``decode``, ``sample_prior``) and
-returns images in the model's data range; :func:`explore_run` writes them as PNG grids for ``genzoo interpolate``.
+returns images in the model's data range; :func:`explore_run` writes them as PNG grids, and the interpolations and
+traversals also as animated GIFs, for ``genzoo interpolate``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from torch import Tensor
 
 from genzoo.errors import GenzooError
 from genzoo.models.latent.base import LatentModel
+
+# the figures that are walks through the latent space, one per row: also written as animated GIFs
+ANIMATED = ("interpolation.png", "traversal.png")
 
 
 def _latent_model(model: object) -> LatentModel:
@@ -95,11 +99,13 @@ def explore_run(
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write interpolation.png, traversal.png, reconstructions.png and (2-D latents) manifold.png for a trained
-    latent model, using test images of the data it was trained on; returns the written paths."""
+    latent model, using test images of the data it was trained on, and interpolation.gif and traversal.gif, whose
+    frame t shows step t of every row; returns the written paths by file name."""
     import genzoo
     from genzoo.data import load_dataset
     from genzoo.data.transforms import prepare_test
-    from genzoo.viz import save_grid, to_unit_range
+    from genzoo.runs import atomic_write_bytes
+    from genzoo.viz import animation_gif, save_grid, to_unit_range
 
     model = _latent_model(genzoo.load(run_dir))
     if out is None:  # beside a run's own files; a zoo entry's go to the current directory
@@ -123,5 +129,11 @@ def explore_run(
         figures["manifold.png"] = (manifold(model), 20)
     written = {}
     for name, (images, columns) in figures.items():
-        written[name] = save_grid(to_unit_range(images, model.input_kind, levels), out_dir / name, columns, scale)
+        shown = to_unit_range(images, model.input_kind, levels)
+        written[name] = save_grid(shown, out_dir / name, columns, scale)
+        if name in ANIMATED:  # each row of the grid is a walk: the animation takes its steps at once in every row
+            frames = shown.unflatten(0, (-1, columns)).transpose(0, 1)  # [steps, rows, C, H, W]
+            gif = out_dir / Path(name).with_suffix(".gif")
+            atomic_write_bytes(gif, animation_gif(frames, scale=scale))
+            written[gif.name] = gif
     return written

@@ -1,4 +1,4 @@
-"""Image grids (numpy + PIL), written atomically."""
+"""Image grids and their animations (numpy + PIL), written atomically."""
 
 from __future__ import annotations
 
@@ -38,14 +38,29 @@ def grid(images: Tensor, columns: int | None = None, padding: int = 2) -> np.nda
     return canvas
 
 
-def grid_png(images: Tensor, columns: int | None = None, scale: int = 1, padding: int = 2) -> bytes:
-    """[N, C, H, W] images in [0, 1] as the bytes of one PNG grid (``scale`` enlarges small images)."""
+def grid_picture(images: Tensor, columns: int | None = None, scale: int = 1, padding: int = 2) -> Image.Image:
+    """[N, C, H, W] images in [0, 1] as one PIL image of their grid (``scale`` enlarges small images)."""
     canvas = grid(images, columns, padding)
     picture = Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    return picture
+
+
+def grid_png(images: Tensor, columns: int | None = None, scale: int = 1, padding: int = 2) -> bytes:
+    """[N, C, H, W] images in [0, 1] as the bytes of one PNG grid (``scale`` enlarges small images)."""
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    grid_picture(images, columns, scale, padding).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def animation_gif(frames: Tensor, columns: int | None = None, scale: int = 1, milliseconds: int = 150) -> bytes:
+    """[T, N, C, H, W] images in [0, 1] as the bytes of a looping animated GIF whose frame t is the grid of
+    ``frames[t]``; it plays forth and back, so the loop never jumps from the last frame to the first."""
+    order = [*range(len(frames)), *range(len(frames) - 2, 0, -1)]
+    pictures = [grid_picture(frames[t], columns, scale) for t in order]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=milliseconds, loop=0)
     return buffer.getvalue()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from genzoo.errors import GenzooError
 from genzoo.models.base import GenerativeModel
+from genzoo.run_card import headline_metric, paper_of
 
 # page -> title, in the lecture's order
 PAGES: dict[str, str] = {
@@ -27,31 +28,6 @@ PAGES: dict[str, str] = {
     "puzzlegan": "Puzzle-GAN",
     "progan": "Progressive GAN",
 }
-PIXELRNN = "van den Oord, Kalchbrenner & Kavukcuoglu, Pixel Recurrent Neural Networks, ICML 2016"
-PAPERS: dict[str, str] = {
-    "independent": "independent Bernoulli pixels: the baseline every factorization is measured against",
-    "markov": "a k-th order Markov chain over the pixels in raster order",
-    "fvsbn": "Frey, fully visible sigmoid belief networks (Graphical Models for Machine Learning, 1998)",
-    "nade": "Larochelle & Murray, The Neural Autoregressive Distribution Estimator, AISTATS 2011",
-    "rnade": "Uria, Murray & Larochelle, RNADE: the real-valued neural autoregressive density-estimator, NeurIPS 2013",
-    "row_lstm": PIXELRNN,
-    "diagonal_bilstm": PIXELRNN,
-    "pixelcnn": PIXELRNN,
-    "vae": "Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014",
-    "aae": "Makhzani, Shlens, Jaitly, Goodfellow & Frey, Adversarial Autoencoders, ICLR workshop 2016",
-    "gan": "Goodfellow et al., Generative Adversarial Nets, NeurIPS 2014",
-    "dcgan": "Radford, Metz & Chintala, Unsupervised Representation Learning with Deep Convolutional GANs, ICLR 2016",
-    "infogan": "Chen et al., InfoGAN: Interpretable Representation Learning by Information Maximizing GANs, "
-    "NeurIPS 2016",
-    "text2image": "Reed et al., Generative Adversarial Text to Image Synthesis, ICML 2016",
-    "puzzlegan": "Lee, Yun, Choi, Yoo, Yang & Oh, Unsupervised Holistic Image Generation from Key Local Patches, "
-    "ECCV 2018",
-    "cyclegan": "Zhu, Park, Isola & Efros, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial "
-    "Networks, ICCV 2017",
-    "stargan": "Choi et al., StarGAN: Unified GANs for Multi-Domain Image-to-Image Translation, CVPR 2018",
-    "progan": "Karras, Aila, Laine & Lehtinen, Progressive Growing of GANs, ICLR 2018",
-}
-HEADLINE_METRICS = ("nll_nats", "iwae_nll_nats", "frechet_distance", "code_accuracy", "caption_match")
 
 
 def page_of(model: GenerativeModel) -> str:
@@ -86,7 +62,7 @@ class Entry:
             "model": model.name,
             "family": model.family,
             "page": self.page,
-            "paper": PAPERS.get(model.name, ""),
+            "paper": paper_of(model.name),
             "data": model.run_config.get("data", ""),
             "image_shape": list(model.image_shape),
             "headline": headline(self.card),
@@ -99,7 +75,7 @@ def headline(card: dict[str, Any]) -> str:
     chosen = card.get("headline") or {}
     metrics = card.get("metrics") or {}
     if not chosen.get("metric"):
-        metric = next((key for key in HEADLINE_METRICS if isinstance(metrics.get(key), (int, float))), None)
+        metric = headline_metric(metrics)
         chosen = {"metric": metric, "value": metrics.get(metric)}
     value = chosen.get("value")
     if chosen.get("metric") is None or not isinstance(value, (int, float)):
