@@ -58,7 +58,8 @@ def test_matching_aware_discriminator_sees_the_three_pairs():
     real, fake = torch.zeros(4, 3, 28, 28), torch.ones(4, 3, 28, 28)
     right, wrong = torch.zeros(4, 8), torch.ones(4, 8)
     model.discriminator = RecordingDiscriminator(real, fake, right, wrong)
-    loss = model.discriminator_losses(real, fake, right, wrong, torch.arange(4)[:, None])["loss"]
+    labels = torch.arange(4)[:, None]
+    loss = model.discriminator_losses(real, fake, right, wrong, labels, labels)["loss"]
     assert sorted(model.discriminator.seen) == [("fake", "right"), ("real", "right"), ("real", "wrong")]
     # Reed et al.: -log D(x, h) - [log(1 - D(x, h_wrong)) + log(1 - D(G(z, h), h))] / 2
     sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
