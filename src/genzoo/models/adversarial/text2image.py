@@ -17,13 +17,19 @@ full-map convolution (:mod:`genzoo.models.adversarial.text2image_networks`). The
 (:mod:`genzoo.models.adversarial.text_encoder`) is pre-trained, then frozen, as in the paper.
 
 Captions reach the model without touching the engine: batches of ``mnist-attributes`` carry labels [class,
-thickness, slant, colour, background] that the model captions with the templates of :mod:`genzoo.data.captions`
-(seeded by the batch index, so resume is exact); a ``folder:PATH`` with a ``captions.txt`` carries each image's
-caption as byte codes. Evaluation captions the test labels with held-out templates and reads the images back
-(class by the dataset's classifier, attributes by :func:`genzoo.data.domains.read_attributes`); on a user's
-folder it reports caption retrieval in the model's own joint embedding.
+thickness, slant, colour, background] that the model captions with :mod:`genzoo.data.captions` (seeded by the batch
+index, so resume is exact); a ``folder:PATH`` with a ``captions.txt`` carries each image's caption as byte codes.
+Evaluation captions the test labels with held-out templates and frames and reads the images back (class by the
+dataset's classifier, attributes by :func:`genzoo.data.domains.read_attributes`); on a user's folder it reports
+caption retrieval in the model's own joint embedding. ``sample`` refuses words the model never trained on by name.
 
 Departures (each measured: benchmarks/log/text2image.md):
+- Captions name the class and any subset of the four attributes (``captions="partial"``: "a red seven", "7"), as
+  people write them; an unnamed part is left to the noise. An image then matches every caption whose named parts
+  it shows: the joint embedding, D's matching term and the mismatched captions (one named part changed) follow
+  that, and pairs no one can judge (a generated image against a caption naming a part its own caption left open)
+  are left out of the matching softmax. Reed et al.'s captions are free text; "full" names all five, as before.
+  Log: "Partial captions".
 - Text encoder: a word-level bidirectional GRU pre-trained in the run (first ``text_pretrain_batches``) by a
   symmetric softmax over image-caption cosine similarities, not a separately trained char-CNN-RNN; its captions
   get phrasing noise (``word_order_noise``, ``word_dropout``, ``phrasing_term``). Log: "Text encoder".
