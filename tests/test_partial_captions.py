@@ -204,3 +204,18 @@ def test_runs_stored_before_partial_captions_load_as_they_were_trained():
     assert len(new.words) == len(old.words) + 1  # "an"
     with pytest.raises(GenzooError, match="captions must be one of full, partial"):
         genzoo.create("text2image", (3, 28, 28), captions="some")
+
+
+def test_the_mode_seeking_term_pays_the_generator_for_images_that_follow_the_noise(monkeypatch):
+    model = genzoo.create("text2image", (3, 28, 28), **TINY)
+    latent, condition = torch.randn(4, 8), torch.randn(4, 8)
+    draws = iter([torch.zeros(4, 8)])  # the second noise draw
+    monkeypatch.setattr(model, "latent", lambda n: next(draws))
+    follows = lambda z, h: z.mean(1)[:, None, None, None].expand(-1, 3, 28, 28)  # noqa: E731
+    monkeypatch.setattr(model.generator, "forward", follows)
+    expected = 1 / (float((follows(latent, condition)).abs().mean() / latent.abs().mean()) + 1e-5)
+    assert float(model.mode_seeking(follows(latent, condition), latent, condition)) == pytest.approx(expected)
+    draws = iter([torch.zeros(4, 8)])
+    monkeypatch.setattr(model.generator, "forward", lambda z, h: torch.zeros(len(z), 3, 28, 28))  # ignores z
+    assert float(model.mode_seeking(torch.zeros(4, 3, 28, 28), latent, condition)) == pytest.approx(1e5)
+    assert stored_settings(Text2ImageConfig, {})["mode_seeking_weight"] == 0.0

@@ -29,7 +29,8 @@ Departures (each measured: benchmarks/log/text2image.md):
   it shows: the joint embedding, D's matching term and the mismatched captions (one named part changed) follow
   that, and pairs no one can judge (a generated image against a caption naming a part its own caption left open)
   are left out of the matching softmax. Reed et al.'s captions are free text; "full" names all five, as before.
-  Log: "Partial captions".
+  G adds MSGAN's mode-seeking term (``mode_seeking_weight``; Mao et al. 2019), without which it drew one value of
+  each open part per caption. Log: "Partial captions".
 - Text encoder: a word-level bidirectional GRU pre-trained in the run (first ``text_pretrain_batches``) by a
   symmetric softmax over image-caption cosine similarities, not a separately trained char-CNN-RNN; its captions
   get phrasing noise (``word_order_noise``, ``word_dropout``, ``phrasing_term``). Log: "Text encoder".
@@ -151,6 +152,8 @@ class Text2ImageConfig(TrainConfig):
     word_dropout: float = added_later(0.15, before=0.0)
     # the GAN's captions (right and mismatched) drop each word with this probability (see the docstring)
     condition_word_dropout: float = added_later(0.15, before=0.0)
+    # weight of MSGAN's mode-seeking term in G's loss (see the docstring); 0 = none
+    mode_seeking_weight: float = added_later(1.0, before=0.0)
     # samples and evaluation use this average of G's weights; 0 = G itself
     ema_decay: float = added_later(0.999, before=0.0)
     # share of --max-steps over which the GAN's rates decay linearly to 0
@@ -166,7 +169,7 @@ class Text2ImageConfig(TrainConfig):
             raise ValueError(f"recorded_words must be at least 0, got {self.recorded_words}")
         if self.mismatch not in MISMATCHES:
             raise ValueError(f"mismatch must be one of {', '.join(MISMATCHES)}, got {self.mismatch!r}")
-        for name in ("text_pretrain_batches", "refinement", "matching_weight"):
+        for name in ("text_pretrain_batches", "refinement", "matching_weight", "mode_seeking_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.matching_weight > 0 and not self.text_projection:
@@ -450,6 +453,10 @@ class Text2Image(GenerativeModel):
                 matching = matching_loss(self.discriminator.pair_scores(fake_features, right), named, named)
                 g_loss = g_loss + c.matching_weight * matching
                 logs["g_matching_loss"] = matching.detach()
+            if c.mode_seeking_weight > 0:
+                mode_seeking = self.mode_seeking(fake[: len(real) // 2], latent[: len(real) // 2], right)
+                g_loss = g_loss + c.mode_seeking_weight * mode_seeking
+                logs["mode_seeking_loss"] = mode_seeking.detach()
         step.optimize(g_loss, "generator")
         self.update_average(latent, right, step.batch_index - c.text_pretrain_batches)
         return {
@@ -459,6 +466,15 @@ class Text2Image(GenerativeModel):
             "interpolation_loss": interpolation.detach(),
             **logs,
         }
+
+    def mode_seeking(self, fake: Tensor, latent: Tensor, condition: Tensor) -> Tensor:
+        """MSGAN's term (Mao et al. 2019): 1 / (mean |G(z1, h) - G(z2, h)| / mean |z1 - z2|) for a second noise draw
+        z2 on the same captions; small when images differ as much as their noises do, so the parts a caption
+        leaves open follow the noise instead of collapsing to one value per caption."""
+        other_latent = self.latent(len(latent))
+        other = self.generator(other_latent, condition[: len(latent)])
+        ratio = (fake - other).abs().mean() / (latent - other_latent).abs().mean()
+        return 1 / (ratio + 1e-5)
 
     def pretrain_text(
         self, real: Tensor, labels: Tensor, named: Tensor, tokens: Tensor, step: Step
