@@ -169,9 +169,9 @@ def sample(
 ) -> None:
     """Draw N samples from a trained run and save them as a PNG grid (model options as --name value).
 
-    Model options: text2image --text "a thin blue three" (or "a red seven", "7"; words it does not know are an
-    error unless --allow-unknown) or --interpolate "a red seven | a thick blue seven"; infogan --code 3; puzzlegan
-    --patches a.png,b.png,c.png; supervised aae --label 3; PixelRNN family --method naive."""
+    text2image: --text "a thin blue three", "a red seven" or "7" (unknown words: an error; --allow-unknown)
+
+    infogan --code 3, puzzlegan --patches a.png,b.png,c.png, supervised aae --label 3, PixelRNN --method naive"""
     import torch
 
     import genzoo

@@ -113,13 +113,17 @@ def vocabulary(classes: str, style: str = "full") -> list[str]:
     models trained on the templates alone, whose token ids it fixes)."""
     if classes not in CLASS_WORDS:
         raise GenzooError(f"no caption words for {classes!r}; known: {', '.join(CLASS_WORDS)}")
+    phrases = [w for synonyms in CLASS_WORDS[classes] for w in synonyms]
+    phrases += [w for group in ATTRIBUTE_WORDS for synonyms in group for w in synonyms]
+    return [PAD, UNKNOWN, *sorted(frame_words(style) | {token for phrase in phrases for token in tokenize(phrase)})]
+
+
+def frame_words(style: str = "full") -> set[str]:
+    """The words of the templates (and with ``style`` "partial" of the frames and phrases), outside the slots."""
     phrases = [*TRAIN_TEMPLATES, *HELD_OUT_TEMPLATES]
     if style == "partial":
         phrases += [*TRAIN_FRAMES, *HELD_OUT_FRAMES, *BEFORE_CLASS.values(), *AFTER_CLASS.values(), "an and"]
-    phrases += [w for synonyms in CLASS_WORDS[classes] for w in synonyms]
-    phrases += [w for group in ATTRIBUTE_WORDS for synonyms in group for w in synonyms]
-    words = {token for phrase in phrases for token in tokenize(re.sub(r"\{\w+\}", " ", phrase))}
-    return [PAD, UNKNOWN, *sorted(words)]
+    return {token for phrase in phrases for token in tokenize(re.sub(r"\{\w+\}", " ", phrase))}
 
 
 def caption(labels: Tensor, classes: str, generator: torch.Generator, held_out: bool = False) -> list[str]:

@@ -67,6 +67,7 @@ from genzoo.data.captions import (
     caption,
     decode_captions,
     encode,
+    frame_words,
     is_caption_codes,
     name_parts,
     partial_caption,
@@ -381,8 +382,7 @@ class Text2Image(GenerativeModel):
         lines = [f"class: {', '.join(w for synonyms in CLASS_WORDS[self.config.classes] for w in synonyms)}"]
         for group, values in zip(GROUPS, ATTRIBUTE_WORDS):
             lines.append(f"{group}: {' | '.join(', '.join(synonyms) for synonyms in values)}")
-        named = {t for line in lines for t in tokenize(line.partition(":")[2])}
-        lines.append(f"other words: {' '.join(w for w in known if w not in named)}")
+        lines.append(f"other words: {' '.join(sorted(frame_words(self.config.captions)))}")
         if self.config.captions == "partial":
             lines.append(f"name the class and any of the other parts, e.g. {', '.join(map(repr, EXAMPLES))}")
         else:
