@@ -329,7 +329,6 @@ class Text2Image(GenerativeModel):
             if count == len(self.user_words):
                 break
             data = word.encode("utf-8")
-            self.user_words[count] = 0
             self.user_words[count, : len(data)] = torch.tensor(list(data), dtype=torch.uint8)
             count += 1
             known.add(word)
@@ -572,8 +571,9 @@ class Text2Image(GenerativeModel):
         """Attribute captions: the test labels captioned with held-out templates (and, for comparison, training
         ones); the share of generated images whose class (read by the classifier) and attributes (read by the
         measures) match the caption, per part and jointly; Fréchet distance to the real test images in the
-        classifier's feature space; the classifier's accuracy on the real test images (the ceiling).
-        A user's captions: see :meth:`evaluate_user_captions`."""
+        classifier's feature space; the classifier's accuracy on the real test images (the ceiling); and captions
+        that name only some parts (:meth:`evaluate_partial_captions`). A user's captions: see
+        :meth:`evaluate_user_captions`."""
         labels = self.check_labels(labels)[: self.config.eval_images]
         x = x[: self.config.eval_images]
         if is_caption_codes(labels):
