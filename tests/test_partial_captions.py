@@ -196,7 +196,7 @@ def test_unknown_words_are_named_with_the_nearest_known_ones():
 
 def test_runs_stored_before_partial_captions_load_as_they_were_trained():
     before = stored_settings(Text2ImageConfig, {})
-    assert before["captions"] == "full" and before["recorded_words"] == 0
+    assert Text2ImageConfig().captions == "full" and before["recorded_words"] == 0  # full: the default, as before
     old = genzoo.create("text2image", (3, 28, 28), **{**TINY, **before})
     assert old.words == cap.vocabulary("mnist") and not any("user_word" in k for k in old.state_dict())
     new = genzoo.create("text2image", (3, 28, 28), **{**TINY, **before, "captions": "partial", "recorded_words": 9})
@@ -218,4 +218,4 @@ def test_the_mode_seeking_term_pays_the_generator_for_images_that_follow_the_noi
     draws = iter([torch.zeros(4, 8)])
     monkeypatch.setattr(model.generator, "forward", lambda z, h: torch.zeros(len(z), 3, 28, 28))  # ignores z
     assert float(model.mode_seeking(torch.zeros(4, 3, 28, 28), latent, condition)) == pytest.approx(1e5)
-    assert stored_settings(Text2ImageConfig, {})["mode_seeking_weight"] == 0.0
+    assert Text2ImageConfig().mode_seeking_weight == 0.0  # opt-in with partial captions
