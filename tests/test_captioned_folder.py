@@ -103,3 +103,8 @@ def test_text2image_trains_on_a_captioned_folder_from_the_cli(tmp_path):
     result = runner.invoke(app, ["sample", str(run), "--n", "4", "--text", "a green square", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert Image.open(out).size[0] > 32
+    # the words of the captions it trained on are recorded; others are named, with the nearest recorded ones
+    result = runner.invoke(app, ["sample", str(run), "--text", "a green sqare", "--out", str(out)])
+    assert isinstance(result.exception, GenzooError) and "'sqare': square" in str(result.exception)
+    result = runner.invoke(app, ["sample", str(run), "--vocabulary"])
+    assert result.exit_code == 0 and {"a", "green", "square", "picture"} <= set(result.output.split())

@@ -58,7 +58,8 @@ def test_matching_aware_discriminator_sees_the_three_pairs():
     real, fake = torch.zeros(4, 3, 28, 28), torch.ones(4, 3, 28, 28)
     right, wrong = torch.zeros(4, 8), torch.ones(4, 8)
     model.discriminator = RecordingDiscriminator(real, fake, right, wrong)
-    loss = model.discriminator_losses(real, fake, right, wrong, torch.arange(4)[:, None])["loss"]
+    labels = torch.arange(4)[:, None]
+    loss = model.discriminator_losses(real, fake, right, wrong, labels, labels)["loss"]
     assert sorted(model.discriminator.seen) == [("fake", "right"), ("real", "right"), ("real", "wrong")]
     # Reed et al.: -log D(x, h) - [log(1 - D(x, h_wrong)) + log(1 - D(G(z, h), h))] / 2
     sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
@@ -247,10 +248,21 @@ def test_cli_trains_and_samples_from_a_sentence(tmp_path):
 
     # 4 walks of 8 images: 28-pixel cells with 2-pixel borders, drawn at 2x
     assert Image.open(run / "interpolations.png").size == ((8 * 30 + 2) * 2, (4 * 30 + 2) * 2)
+    assert {"held_out_partial_caption_match_1_to_3_parts", "unnamed_colour_top_share"} <= set(metrics)
     out = tmp_path / "three.png"
     result = runner.invoke(app, ["sample", str(run), "--n", "4", "--text", "a thin blue three", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.is_file()
+    # words outside the vocabulary: one line naming them and the nearest known words, unless --allow-unknown
+    out.unlink()
+    result = runner.invoke(app, ["sample", str(run), "--text", "a purple sevn", "--out", str(out)])
+    assert isinstance(result.exception, GenzooError) and not out.exists()
+    line = str(result.exception)
+    assert "\n" not in line and "'purple'" in line and "'sevn': seven" in line and "--allow-unknown" in line
+    result = runner.invoke(app, ["sample", str(run), "--text", "a purple sevn", "--allow-unknown", "--out", str(out)])
+    assert result.exit_code == 0 and out.is_file(), result.output
+    result = runner.invoke(app, ["sample", str(run), "--vocabulary"])
+    assert result.exit_code == 0 and "colour: white, pale, snow white | red" in result.output
 
 
 @pytest.mark.parametrize(

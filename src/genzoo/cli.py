@@ -133,21 +133,28 @@ def _headline(metrics: dict) -> dict:
 
 
 def sample_options(model: object, args: list[str]) -> dict[str, object]:
-    """``["--code", "3"]`` -> ``{"code": 3}``, typed by the model's ``sample`` signature."""
+    """``["--code", "3"]`` -> ``{"code": 3}``, typed by the model's ``sample`` signature; a ``bool`` option is a
+    flag without a value (``--allow-unknown``)."""
     import inspect
     import typing
 
     parameters = dict(list(inspect.signature(model.sample).parameters.items())[1:])
     hints = typing.get_type_hints(model.sample)
     accepted = ", ".join(f"--{name.replace('_', '-')}" for name in parameters) or "none"
-    if len(args) % 2:
-        raise GenzooError(f"sample options come as --name value pairs, got {' '.join(args)}")
     options: dict[str, object] = {}
-    for flag, value in zip(args[::2], args[1::2]):
+    rest = list(args)
+    while rest:
+        flag = rest.pop(0)
         name = flag.removeprefix("--").replace("-", "_")
         if not flag.startswith("--") or name not in parameters:
             raise GenzooError(f"{model.name} has no sample option {flag}; accepted: {accepted}")
         kind = hints.get(name, str)
+        if kind is bool:
+            options[name] = True
+            continue
+        if not rest:
+            raise GenzooError(f"sample option {flag} needs a value")
+        value = rest.pop(0)
         try:
             options[name] = kind(value) if kind in (int, float, str) else value
         except ValueError:
@@ -162,8 +169,16 @@ def sample(
     n: Annotated[int, typer.Option(help="Number of samples.")] = 64,
     out: Annotated[Path, typer.Option(help="PNG file for the grid.")] = Path("samples.png"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    vocabulary: Annotated[
+        bool, typer.Option("--vocabulary", help="Print the words a text2image model's captions may use, and exit.")
+    ] = False,
 ) -> None:
-    """Draw N samples from a trained run and save them as a PNG grid (model options as --name value)."""
+    """Draw N samples from a trained run and save them as a PNG grid (model options as --name value).
+
+    text2image: --text "the digit seven is red and bold , on dark" (a model trained with captions=partial also
+    takes "a red seven" or "7"; unknown words: an error; --allow-unknown)
+
+    infogan --code 3, puzzlegan --patches a.png,b.png,c.png, supervised aae --label 3, PixelRNN --method naive"""
     import torch
 
     import genzoo
@@ -174,6 +189,11 @@ def sample(
     if out.suffix.lower() != ".png" or out.is_dir():
         raise GenzooError(f"--out must be a .png file, got {out}{' (a directory)' * out.is_dir()}")
     model = genzoo.load(run)
+    if vocabulary:
+        if not hasattr(model, "describe_vocabulary"):
+            raise GenzooError(f"{model.name} takes no captions: --vocabulary is for text2image")
+        typer.echo(model.describe_vocabulary())
+        return
     options = sample_options(model, ctx.args)
     torch.manual_seed(seed)
     images = genzoo.sample_images(model, n, model.run_config.get("levels", 256), **options)

@@ -7,6 +7,12 @@ caption its batches on the fly and the engine's batches stay ``{"x", "y"}``. Tem
 whether the text encoder generalizes to phrasings it never saw; both use the same word list, so the vocabulary is
 closed and fixed by this module (a trained model can always re-encode text).
 
+Those templates name all five parts. People name some: "a red seven", "7". :func:`name_parts` marks a random
+subset of each row's attributes ``UNNAMED`` (the class is always named), and :func:`partial_caption` writes a row
+naming only its named parts, composed from a frame, the attributes' phrases (before or after the class word, in a
+random order) and synonyms. Its frames again come in two disjoint sets: training frames and held-out ones whose
+sentence shapes ("the seven is red", "leaning left , a seven", "seven : thin , red") no training caption has.
+
 A user's own data: a folder of images with a ``captions.txt`` of ``filename<TAB>caption`` lines, read by
 :func:`read_captioned_folder`; ``folder:PATH`` then labels each image with its caption as a row of UTF-8 byte
 codes (:func:`caption_codes`), which the engine batches like any labels and text2image decodes.
@@ -75,6 +81,21 @@ HELD_OUT_TEMPLATES = (
     "{slant} , a {thickness} {colour} {class} {background}",
 )
 SLOTS = ("thickness", "slant", "colour", "background")
+UNNAMED = -1  # a label row's value for a part its caption leaves open
+# where an attribute of a partial caption goes: before the class word (thickness and colour may, as adjectives) and
+# after it (every attribute, as a phrase); the held-out frames also use the plain value as a predicate
+BEFORE_CLASS = {"thickness": "{}", "colour": "{}"}
+AFTER_CLASS = {"thickness": "in {} strokes", "slant": "{}", "colour": "in {}", "background": "{}"}
+# training frames: {before} the adjectives, {after} the phrases, {listed} the phrases separated by commas
+TRAIN_FRAMES = (
+    "a {before} {class} {after}",
+    "{before} {class} {after}",
+    "this is a {before} {class} {after}",
+    "a {before} {class} , {listed}",
+)
+# held-out frames: {predicates} the plain values joined by commas and "and"; all but the first need an attribute
+HELD_OUT_FRAMES = ("the {class} is {predicates}", "{listed} , a {class}", "{class} : {listed_values}")
+CAPTION_STYLES = ("full", "partial")
 PAD, UNKNOWN = "<pad>", "<unk>"
 CAPTIONS_FILE = "captions.txt"
 CAPTION_BYTES = 256  # longest caption (UTF-8 bytes) a captioned folder may hold
@@ -86,15 +107,23 @@ def tokenize(text: str) -> list[str]:
     return re.findall(r"[^\W_]+(?:-[^\W_]+)*|[,:.]", text.lower())
 
 
-def vocabulary(classes: str) -> list[str]:
-    """The closed, sorted word list of every template and synonym for ``classes`` (pad first, unknown second)."""
+def vocabulary(classes: str, style: str = "full") -> list[str]:
+    """The closed, sorted word list of every template, frame and synonym for ``classes`` (pad first, unknown
+    second); ``style`` "partial" adds the words of :func:`partial_caption`'s frames ("full": the word list of
+    models trained on the templates alone, whose token ids it fixes)."""
     if classes not in CLASS_WORDS:
         raise GenzooError(f"no caption words for {classes!r}; known: {', '.join(CLASS_WORDS)}")
-    phrases = [*TRAIN_TEMPLATES, *HELD_OUT_TEMPLATES]
-    phrases += [w for synonyms in CLASS_WORDS[classes] for w in synonyms]
+    phrases = [w for synonyms in CLASS_WORDS[classes] for w in synonyms]
     phrases += [w for group in ATTRIBUTE_WORDS for synonyms in group for w in synonyms]
-    words = {token for phrase in phrases for token in tokenize(re.sub(r"\{\w+\}", " ", phrase))}
-    return [PAD, UNKNOWN, *sorted(words)]
+    return [PAD, UNKNOWN, *sorted(frame_words(style) | {token for phrase in phrases for token in tokenize(phrase)})]
+
+
+def frame_words(style: str = "full") -> set[str]:
+    """The words of the templates (and with ``style`` "partial" of the frames and phrases), outside the slots."""
+    phrases = [*TRAIN_TEMPLATES, *HELD_OUT_TEMPLATES]
+    if style == "partial":
+        phrases += [*TRAIN_FRAMES, *HELD_OUT_FRAMES, *BEFORE_CLASS.values(), *AFTER_CLASS.values(), "an and"]
+    return {token for phrase in phrases for token in tokenize(re.sub(r"\{\w+\}", " ", phrase))}
 
 
 def caption(labels: Tensor, classes: str, generator: torch.Generator, held_out: bool = False) -> list[str]:
@@ -111,6 +140,62 @@ def caption(labels: Tensor, classes: str, generator: torch.Generator, held_out: 
             words[slot] = _pick(group[value], u)
         sentences.append(_pick(templates, u_template).format(**words))
     return sentences
+
+
+def name_parts(labels: Tensor, generator: torch.Generator) -> Tensor:
+    """Label rows [N, 1 + groups] with a random subset of each row's attributes set to ``UNNAMED``: the number named
+    is uniform over 0..groups, then which ones uniform among subsets of that size; the class stays named."""
+    draws = torch.rand(len(labels), 1 + len(SLOTS), generator=generator)
+    count = (draws[:, :1] * (1 + len(SLOTS))).long()  # [N, 1]
+    rank = draws[:, 1:].argsort(1).argsort(1)  # a uniform random order of the groups, [N, groups]
+    named = labels.clone()
+    named[:, 1:][rank >= count] = UNNAMED
+    return named
+
+
+def partial_caption(labels: Tensor, classes: str, generator: torch.Generator, held_out: bool = False) -> list[str]:
+    """One sentence per label row [N, 1 + groups] naming the class and the attributes that are not ``UNNAMED``,
+    in a training frame (or a held-out one); the phrases' order, places and synonyms drawn from ``generator``."""
+    class_words = CLASS_WORDS[classes]
+    groups = len(SLOTS)
+    # one uniform draw per choice, all at once (as in :func:`caption`): frame, class word, a synonym per group, a
+    # place (before or after the class word) per group, and an order key per group
+    draws = torch.rand(len(labels), 2 + 3 * groups, generator=generator).tolist()
+    sentences = []
+    for row, (u_frame, u_class, *u) in zip(labels.tolist(), draws):
+        synonyms, places, keys = u[:groups], u[groups : 2 * groups], u[2 * groups :]
+        named = sorted(  # (order key, group, synonym, before the class word), in a random order
+            (key, slot, _pick(group[value], synonym), not held_out and slot in BEFORE_CLASS and place < 0.5)
+            for slot, group, value, synonym, place, key in zip(SLOTS, ATTRIBUTE_WORDS, row[1:], synonyms, places, keys)
+            if value != UNNAMED
+        )
+        before = [BEFORE_CLASS[slot].format(word) for _, slot, word, first in named if first]
+        after = [AFTER_CLASS[slot].format(word) for _, slot, word, first in named if not first]
+        values = [word for _, _, word, _ in named]
+        if held_out:
+            frames = HELD_OUT_FRAMES if named else HELD_OUT_FRAMES[:1]
+        elif len(named) == groups:  # naming every part: the templates too
+            frames = (*TRAIN_FRAMES, *TRAIN_TEMPLATES) if after else (*TRAIN_FRAMES[:-1], *TRAIN_TEMPLATES)
+        else:
+            frames = TRAIN_FRAMES if after else TRAIN_FRAMES[:-1]
+        sentence = _pick(frames, u_frame).format(
+            **{slot: word for _, slot, word, _ in named},
+            before=" ".join(before),
+            after=" ".join(after),
+            listed=" , ".join(after),
+            listed_values=" , ".join(values),
+            predicates=" and ".join([" , ".join(values[:-1]), values[-1]]) if len(values) > 1 else "".join(values),
+            **{"class": _pick(class_words[row[0]], u_class)},
+        )
+        sentences.append(_articles(" ".join(sentence.split())))
+    return sentences
+
+
+def _articles(sentence: str) -> str:
+    """``a`` before a vowel becomes ``an``; a frame with nothing to predicate ("the seven is") ends at the class."""
+    words = sentence.split(" ")
+    words = [("an" if w == "a" and nxt[0] in "aeiou" else w) for w, nxt in zip(words, [*words[1:], "."])]
+    return " ".join(words).removesuffix(" is")
 
 
 def _pick(options: tuple[str, ...], uniform: float) -> str:

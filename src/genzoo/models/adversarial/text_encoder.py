@@ -45,18 +45,37 @@ class ImageEncoder(nn.Module):
 
 
 def joint_embedding_loss(
-    image_embeddings: Tensor, text_embeddings: Tensor, labels: Tensor, temperature: float
+    image_embeddings: Tensor,
+    text_embeddings: Tensor,
+    labels: Tensor,
+    temperature: float,
+    caption_labels: Tensor | None = None,
 ) -> Tensor:
-    """Symmetric softmax over cosine similarities [B, B]; pairs with equal label rows are the positives."""
-    return matching_loss(image_embeddings @ text_embeddings.T / temperature, labels)
+    """Symmetric softmax over cosine similarities [B, B]; the positives as in :func:`matching_loss`."""
+    return matching_loss(image_embeddings @ text_embeddings.T / temperature, labels, caption_labels)
 
 
-def matching_loss(similarity: Tensor, labels: Tensor) -> Tensor:
-    """Symmetric softmax over a [B images, B texts] score matrix; pairs with equal label rows are the positives."""
-    positives = (labels[:, None, :] == labels[None, :, :]).all(-1).float()
-    targets = positives / positives.sum(1, keepdim=True)
-    image_to_text = -(targets * F.log_softmax(similarity, 1)).sum(1).mean()
-    text_to_image = -(targets.T * F.log_softmax(similarity.T, 1)).sum(1).mean()
+def matching_loss(similarity: Tensor, labels: Tensor, caption_labels: Tensor | None = None) -> Tensor:
+    """Symmetric softmax over a [B images, B texts] score matrix.
+
+    Without ``caption_labels`` the pairs with equal label rows are the positives. With them (the texts' label rows,
+    -1 for a part a caption leaves open), a text is a positive for an image when every part it names has the
+    image's value (``labels``' row, in which -1 marks a part not known, as for an image drawn from a partial
+    caption), a negative when a part both name differs, and left out of the softmax otherwise (it names a part the
+    image's row leaves open: no one knows whether they match).
+    """
+    if caption_labels is None:
+        positives = (labels[:, None, :] == labels[None, :, :]).all(-1)
+        scored = similarity
+    else:
+        named_image, named_text = labels[:, None, :] >= 0, caption_labels[None, :, :] >= 0  # [B, 1, P], [1, B, P]
+        equal = labels[:, None, :] == caption_labels[None, :, :]
+        positives = (~named_text | (named_image & equal)).all(-1)
+        negatives = (named_image & named_text & ~equal).any(-1)
+        scored = similarity.masked_fill(~(positives | negatives), float("-inf"))
+    targets = positives.float() / positives.sum(1, keepdim=True)
+    image_to_text = -(targets * F.log_softmax(scored, 1).masked_fill(~positives, 0)).sum(1).mean()
+    text_to_image = -(targets.T * F.log_softmax(scored.T, 1).masked_fill(~positives.T, 0)).sum(1).mean()
     return (image_to_text + text_to_image) / 2
 
 
