@@ -204,24 +204,86 @@ def train(
     Every option is checked before any file is written. The run directory is locked for the whole call (a second
     process is refused), and a start that fails before its first checkpoint removes the directory it created.
     SIGINT / SIGTERM stop after the current batch, save the checkpoint and weights and raise :class:`Interrupted`.
+
+    The steps: resolve the run (:func:`_resolve_run`), build the data, model and trainer (:func:`_prepare`), then,
+    holding the run's lock, write its config (:func:`_write_config`), fit, and finish it (:func:`_finish`: weights,
+    metrics, samples, figures, card).
     """
-    import lightning as L
-
-    from genzoo.engine import (
-        BatchClock,
-        GracefulStop,
-        default_precision,
-        fit,
-        keep_freed_memory,
-        make_trainer,
-        quiet_lightning,
-        read_checkpoint,
-    )
-
-    spec = models.get(model)
     _check_counts(max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size,
                   checkpoint_every=checkpoint_every, samples=samples)  # fmt: skip
+    plan = _resolve_run(model, data, out, seed, batch_size, resume, settings, precision, max_steps, max_epochs)
+    dataset, network, trainer = _prepare(plan, devices, strategy, checkpoint_every, progress, tuple(trackers))
+
+    from genzoo.engine import fit, keep_freed_memory, read_checkpoint
+
+    run_dir = plan.run_dir
+    created = not run_dir.exists()
+    last = run_dir / runs.CHECKPOINTS / runs.LAST_CHECKPOINT
+    with contextlib.nullcontext() if plan.secondary else runs.RunLock(run_dir):
+        if not plan.secondary:
+            if not resume and runs.holds_trained_state(run_dir):  # again, now that no other process can start here
+                raise _already_a_run(run_dir)
+            runs.remove_temporaries(run_dir)
+        # a run stopped before its first checkpoint resumes from batch 0
+        checkpoint = last if resume and last.is_file() else None
+        start_batches = 0 if checkpoint is None else read_checkpoint(checkpoint, network)["genzoo"]["batches_done"]
+        try:
+            _write_config(plan, network, dataset)
+            keep_freed_memory()
+            stream = BatchStream(
+                dataset.train, dataset.train_labels, plan.batch_size, network.input_kind, dataset.levels, plan.seed
+            )
+            started = time.perf_counter()
+            # the run directory, for the worker processes Lightning launches during fit; the caller's environment
+            # is restored afterwards (unittest.mock's patch.dict does exactly that)
+            with mock.patch.dict(os.environ, {RUN_DIR_ENV: str(run_dir)}):
+                adapter = fit(network, stream, trainer, plan.budget["max_steps"], checkpoint, plan.seed)
+            seconds = time.perf_counter() - started
+        except BaseException:
+            if created and not plan.secondary and not last.is_file():
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave no directory behind
+            raise
+        if not trainer.is_global_zero:
+            return Run(run_dir, network, {})
+        network = adapter.model.cpu().eval()
+        metrics = _finish(plan, network, dataset, trainer, adapter, seconds, start_batches, samples)
+    return Run(run_dir, network, metrics)
+
+
+@dataclass
+class _Plan:
+    """A training call resolved, before any file is written: where the run lives and every option it trains with
+    (a resumed run's own data, seed, batch size, settings, precision and budget)."""
+
+    model: str
+    run_dir: Path
+    data: str
+    seed: int
+    batch_size: int
+    settings: dict[str, Any]
+    precision: str | None
+    budget: dict[str, int | None]  # max_steps, max_epochs: stored, so a bare --resume continues toward them
+    resume: bool
+    secondary: bool  # a DDP worker process re-launched by Lightning (rank 0 owns the run directory)
+    stored: dict[str, Any] | None  # the resumed run's config
+
+
+def _resolve_run(
+    model: str,
+    data: str | None,
+    out: str | Path | None,
+    seed: int,
+    batch_size: int,
+    resume: bool,
+    settings: dict[str, Any] | None,
+    precision: str | None,
+    max_steps: int | None,
+    max_epochs: int | None,
+) -> _Plan:
+    """The run directory and the options a training call resolves to, all checked; nothing is written."""
+    spec = models.get(model)
     secondary = _secondary_process()
+    stored = None
     if resume:
         if out is None:
             raise GenzooError("--resume needs --out, the run directory to continue")
@@ -252,110 +314,112 @@ def train(
     if max_steps is None and max_epochs is None:
         max_steps = spec.default_batches
         max_epochs = DEFAULT_EPOCHS if max_steps is None else None
-    budget = {"max_steps": max_steps, "max_epochs": max_epochs}  # stored: a bare --resume continues toward it
+    budget = {"max_steps": max_steps, "max_epochs": max_epochs}
+    return _Plan(model, run_dir, data, seed, batch_size, settings or {}, precision, budget, resume, secondary, stored)
 
-    dataset = load_dataset(data)
-    if len(dataset.train) < batch_size:
-        raise GenzooError(f"--batch-size {batch_size} is larger than the {len(dataset.train)} training images")
-    precision = precision or default_precision(spec.precision)  # the model's, if native here
-    L.seed_everything(seed, verbose=False)
-    network = _build(model, dataset.image_shape, settings or {}, TRAINING_COPIES)
+
+def _prepare(
+    plan: _Plan, devices: int | str, strategy: str, checkpoint_every: int, progress: bool, trackers: tuple[str, ...]
+) -> tuple[Any, GenerativeModel, Any]:
+    """The dataset, the model and the Lightning trainer of a planned run (Lightning checks devices, strategy and
+    precision here, still before any file exists)."""
+    import lightning as L
+
+    from genzoo.engine import default_precision, make_trainer, quiet_lightning
+
+    dataset = load_dataset(plan.data)
+    if len(dataset.train) < plan.batch_size:
+        raise GenzooError(f"--batch-size {plan.batch_size} is larger than the {len(dataset.train)} training images")
+    plan.precision = plan.precision or default_precision(models.get(plan.model).precision)  # the model's, if native
+    L.seed_everything(plan.seed, verbose=False)
+    network = _build(plan.model, dataset.image_shape, plan.settings, TRAINING_COPIES)
     quiet_lightning()
-    # Lightning checks devices, strategy and precision here, before any file exists
+    max_steps, max_epochs = plan.budget["max_steps"], plan.budget["max_epochs"]
     trainer = make_trainer(
-        run_dir,
+        plan.run_dir,
         max_epochs=max_epochs,
         max_batches=max_steps,
         checkpoint_every=checkpoint_every,
         devices=devices,
         strategy=strategy,
-        precision=precision,
+        precision=plan.precision,
         progress=progress,
-        trackers=tuple(trackers),
+        trackers=trackers,
     )
     if max_steps is not None:  # enough epochs for max_steps batches of the global (all-process) batch
-        per_epoch = max(1, len(dataset.train) // (batch_size * trainer.world_size))
+        per_epoch = max(1, len(dataset.train) // (plan.batch_size * trainer.world_size))
         # a resumed run may have epochs counted as finished by an earlier stop: bound by batches, not epochs
-        needed = max_steps if resume else -(-max_steps // per_epoch)
+        needed = max_steps if plan.resume else -(-max_steps // per_epoch)
         trainer.fit_loop.max_epochs = min(max_epochs or max_steps, needed)
+    return dataset, network, trainer
 
-    created = not run_dir.exists()
-    last = run_dir / runs.CHECKPOINTS / runs.LAST_CHECKPOINT
-    with contextlib.nullcontext() if secondary else runs.RunLock(run_dir):
-        if not secondary:
-            if not resume and runs.holds_trained_state(run_dir):  # again, now that no other process can start here
-                raise _already_a_run(run_dir)
-            runs.remove_temporaries(run_dir)
-        # a run stopped before its first checkpoint resumes from batch 0
-        checkpoint = last if resume and last.is_file() else None
-        start_batches = 0 if checkpoint is None else read_checkpoint(checkpoint, network)["genzoo"]["batches_done"]
-        try:
-            if not secondary and not resume:
-                runs.write_json(run_dir / runs.CONFIG, {
-                    "model": model, "image_shape": list(dataset.image_shape),
-                    "settings": config_to_dict(network.config), "data": data, "levels": dataset.levels, "seed": seed,
-                    "batch_size": batch_size, "precision": precision, **budget,
-                })  # fmt: skip
-            elif not secondary and {key: stored.get(key) for key in budget} != budget:
-                runs.write_json(run_dir / runs.CONFIG, {**stored, **budget})  # resumed with a new budget
-            keep_freed_memory()
-            stream = BatchStream(
-                dataset.train, dataset.train_labels, batch_size, network.input_kind, dataset.levels, seed
-            )
-            started = time.perf_counter()
-            # the run directory, for the worker processes Lightning launches during fit; the caller's environment
-            # is restored afterwards (unittest.mock's patch.dict does exactly that)
-            with mock.patch.dict(os.environ, {RUN_DIR_ENV: str(run_dir)}):
-                adapter = fit(network, stream, trainer, max_steps, checkpoint, seed)
-            seconds = time.perf_counter() - started
-        except BaseException:
-            if created and not secondary and not last.is_file():
-                shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave no directory behind
-            raise
-        if not trainer.is_global_zero:
-            return Run(run_dir, network, {})
 
-        network = adapter.model.cpu().eval()
-        runs.save_weights(network, run_dir / runs.WEIGHTS)
-        stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
-        if stop.signum is not None:
-            raise Interrupted(
-                f"interrupted by {signal.Signals(stop.signum).name} after batch {adapter.batches_done}; its checkpoint "
-                f"and {runs.WEIGHTS} are saved; resume with: genzoo train {model} --out {run_dir} --resume",
-                stop.signum,
-            )
-        trained = adapter.batches_done - start_batches
-        clock = next(c for c in trainer.callbacks if isinstance(c, BatchClock))
-        # steady rate after the session's first batch; a one-batch session has only its wall time
-        seconds_per_batch = clock.seconds_per_batch() or seconds / max(trained, 1)
-        try:
-            metrics = evaluate(network, data)
-        except FeatureNetMissing as err:  # a user's own images: keep the trained run, say what could not be measured
-            metrics = {"data": data, "evaluation_skipped": str(err)}
-        t0 = time.perf_counter()
-        images = sample_images(network, samples, dataset.levels)
-        sample_seconds = time.perf_counter() - t0
-        from genzoo.viz import save_grid
+def _write_config(plan: _Plan, network: GenerativeModel, dataset: Any) -> None:
+    """A new run's ``config.json``; a resumed one's only when it continues toward a new budget."""
+    if plan.secondary:
+        return
+    if not plan.resume:
+        runs.write_json(plan.run_dir / runs.CONFIG, {
+            "model": plan.model, "image_shape": list(dataset.image_shape),
+            "settings": config_to_dict(network.config), "data": plan.data, "levels": dataset.levels,
+            "seed": plan.seed, "batch_size": plan.batch_size, "precision": plan.precision, **plan.budget,
+        })  # fmt: skip
+    elif {key: plan.stored.get(key) for key in plan.budget} != plan.budget:
+        runs.write_json(plan.run_dir / runs.CONFIG, {**plan.stored, **plan.budget})  # resumed with a new budget
 
-        save_grid(images, run_dir / runs.SAMPLES, scale=max(1, 56 // dataset.image_shape[-1]))
-        _save_figures(network, dataset, run_dir)
-        metrics.update(
-            model=model,
-            train_batches=adapter.batches_done,
-            train_images_per_second=batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
-            train_seconds=seconds,
-            train_precision=trainer.precision,  # the model's preference falls back to fp32 off native bf16
-            train_threads=torch.get_num_threads(),
-            sample_seconds=sample_seconds,
-            samples=samples,
+
+def _finish(
+    plan: _Plan,
+    network: GenerativeModel,
+    dataset: Any,
+    trainer: Any,
+    adapter: Any,
+    seconds: float,
+    start_batches: int,
+    samples: int,
+) -> dict[str, Any]:
+    """After fit, in the first process: the weights (and, after a signal, :class:`Interrupted`), then the metrics,
+    samples, figures and the run's README card. Returns the metrics."""
+    from genzoo.engine import BatchClock, GracefulStop
+    from genzoo.run_card import write_run_card
+    from genzoo.viz import save_grid
+
+    run_dir = plan.run_dir
+    runs.save_weights(network, run_dir / runs.WEIGHTS)
+    stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
+    if stop.signum is not None:
+        raise Interrupted(
+            f"interrupted by {signal.Signals(stop.signum).name} after batch {adapter.batches_done}; its checkpoint "
+            f"and {runs.WEIGHTS} are saved; resume with: genzoo train {plan.model} --out {run_dir} --resume",
+            stop.signum,
         )
-        runs.write_json(run_dir / runs.METRICS, metrics)
-        from genzoo.run_card import write_run_card
-
-        parameters = sum(p.numel() for p in network.parameters())
-        config = runs.read_run_config(run_dir)
-        write_run_card(run_dir, config, metrics, parameters, trainer.world_size, dataset.source)
-    return Run(run_dir, network, metrics)
+    trained = adapter.batches_done - start_batches
+    clock = next(c for c in trainer.callbacks if isinstance(c, BatchClock))
+    # steady rate after the session's first batch; a one-batch session has only its wall time
+    seconds_per_batch = clock.seconds_per_batch() or seconds / max(trained, 1)
+    try:
+        metrics = evaluate(network, plan.data)
+    except FeatureNetMissing as err:  # a user's own images: keep the trained run, say what could not be measured
+        metrics = {"data": plan.data, "evaluation_skipped": str(err)}
+    t0 = time.perf_counter()
+    images = sample_images(network, samples, dataset.levels)
+    sample_seconds = time.perf_counter() - t0
+    save_grid(images, run_dir / runs.SAMPLES, scale=max(1, 56 // dataset.image_shape[-1]))
+    _save_figures(network, dataset, run_dir)
+    metrics.update(
+        model=plan.model,
+        train_batches=adapter.batches_done,
+        train_images_per_second=plan.batch_size * trainer.world_size / max(seconds_per_batch, 1e-9),
+        train_seconds=seconds,
+        train_precision=trainer.precision,  # the model's preference falls back to fp32 off native bf16
+        train_threads=torch.get_num_threads(),
+        sample_seconds=sample_seconds,
+        samples=samples,
+    )
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    parameters = sum(p.numel() for p in network.parameters())
+    write_run_card(run_dir, runs.read_run_config(run_dir), metrics, parameters, trainer.world_size, dataset.source)
+    return metrics
 
 
 def _check_counts(**counts: int | None) -> None:
