@@ -97,7 +97,7 @@ class ModelAdapter(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         seed = batch_seed(self.seed, self.batches_done, self.global_rank)
         # the generators this process draws from, not torch.manual_seed: that one also visits every backend and
-        # costs ~0.1 ms, 7% of a small model's batch
+        # costs a measurable share of a small model's batch (benchmarks/log/speed.md)
         torch.default_generator.manual_seed(seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed(seed)
@@ -116,7 +116,7 @@ class ModelAdapter(L.LightningModule):
                 f"training diverged at batch {self.batches_done}: {', '.join(bad)} is not finite; {kept}"
             )
         # only on the batches whose values the loggers write (every log_every_n_steps, and the last): Lightning's
-        # log_dict costs ~1 ms a call, 3-5% of a small model's batch
+        # log_dict costs a measurable share of a small model's batch (benchmarks/log/speed.md)
         if self.batches_done % self.trainer.log_every_n_steps == 0 or self.batches_done == self.max_batches:
             self.log_dict(logs, prog_bar=True, on_step=True)
 
@@ -308,8 +308,8 @@ def native_bf16() -> bool:
     """Whether the device training runs on computes bf16 natively (and so gains from bf16 autocast).
 
     CUDA: Ampere or newer. CPU: the avx512_bf16 or AMX instructions; without them oneDNN emulates bf16 through
-    fp32 and autocast makes training slower, not faster (measured on an avx512 Xeon without avx512_bf16: a 2048^2
-    matrix multiply at 66 GFLOP/s in bf16 against 312 in fp32, DCGAN's batch 2.3x slower).
+    fp32 and autocast makes training slower, not faster (benchmarks/log/speed.md: DCGAN on an avx512 Xeon without
+    avx512_bf16).
     """
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
@@ -333,7 +333,7 @@ def keep_freed_memory() -> None:
     """Ask glibc to keep freed memory for reuse instead of returning it to the OS.
 
     Large CPU tensors are otherwise mmap'ed and unmapped on every allocation, and the page faults cost more than
-    the arithmetic (measured 3x on NADE's [B, D, H] activations). jemalloc/tcmalloc would do the same via
+    the arithmetic (benchmarks/log/likelihood.md, NADE's [B, D, H] activations). jemalloc/tcmalloc would do the same via
     LD_PRELOAD; this needs no extra install.
     """
     try:
