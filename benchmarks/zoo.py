@@ -350,7 +350,7 @@ def table() -> str:
 
 
 def number(value: float) -> str:
-    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
 
 
 def figures() -> None:
