@@ -177,7 +177,11 @@ def kill_and_resume(family, out, steps):
     return resumed_from, load_file(out / "model.safetensors")
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize(
+    "family",
+    # one family by default; every family under -m slow (each is a few hundred batches trained twice)
+    [family if family == "likelihood" else pytest.param(family, marks=pytest.mark.slow) for family in FAMILIES],
+)
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, family):
     """Bit-exact on the same machine: every process of one command and seed computes the same numbers (see
     genzoo.mkl_warmup for the one MKL race that broke this), and resume restores weights, optimizers, batch counter

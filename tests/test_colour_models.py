@@ -81,6 +81,7 @@ def test_progressive_gan_grows_from_4_to_64():
         assert model.sample(2).shape == (2, *SHAPE)
 
 
+@pytest.mark.slow
 def test_train_on_a_folder_at_64_pixels_end_to_end(tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -30,6 +31,7 @@ def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tmp_path):
         torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_gan_with_two_optimizers_trains_under_ddp(tmp_path):
     """Both optimizers step through DDP (the generator's update leaves the frozen discriminator without gradients,
     which plain DDP refuses), and the run's own end-of-training check finds the two replicas' weights identical."""

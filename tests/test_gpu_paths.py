@@ -91,6 +91,7 @@ def test_bf16_mixed_training_is_recorded_in_the_run(tmp_path):
     assert genzoo.load(run.path).run_config["precision"] == "bf16-mixed"
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_smoke_run_prints_images_per_second():
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "throughput.py"), "--models", "dcgan,vae", "--batches", "2", "--warmup", "0"],
