@@ -38,8 +38,8 @@ def test_every_card_command_is_its_recipe_and_parses_to_a_real_model_and_dataset
     assert card["command"] == recipe.command(card["seed"]) and card["model"] == recipe.model
     words = shlex.split(card["command"])
     assert words[:2] == ["genzoo", "train"]
-    context = app.registered_commands  # the real `train` command of the CLI parses the card's arguments
-    train = next(c for c in context if c.callback.__name__ == "train")
+    commands = app.registered_commands  # the real `train` command of the CLI parses the card's arguments
+    train = next(c for c in commands if c.callback.__name__ == "train")
     import typer.main
 
     command = typer.main.get_command_from_info(train, pretty_exceptions_short=True, rich_markup_mode=None)

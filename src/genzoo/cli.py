@@ -51,14 +51,17 @@ def default_budgets() -> list[str]:
     from genzoo.api import DEFAULT_EPOCHS
     from genzoo.registry import models
 
+    zoo_entries: dict[str, dict] = {}  # each model's first entry by name, every card read once
+    for card in map(zoo.card, zoo.names()):
+        zoo_entries.setdefault(card["model"], card)
     lines = []
     for name in genzoo.list_models():
         spec = models.get(name)
         budget = f"{spec.default_batches:,} batches" if spec.default_batches else f"{DEFAULT_EPOCHS} epochs"
         line = f"{name}: {spec.default_data}, {budget}, {spec.precision}"
-        entries = [zoo.card(entry) for entry in zoo.names() if zoo.card(entry)["model"] == name]
-        if entries and spec.default_batches and entries[0]["training"]["batches"]:
-            training = entries[0]["training"]
+        entry = zoo_entries.get(name)
+        if entry and spec.default_batches and entry["training"]["batches"]:
+            training = entry["training"]
             minutes = training["minutes"] * spec.default_batches / training["batches"]
             threads = training["machine"]["threads"]
             line += f", about {minutes:.0f} min ({threads} thread{'s' * (threads > 1)}, as its zoo entry trained)"
