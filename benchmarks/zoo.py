@@ -10,7 +10,8 @@ here, and ``pack`` copies the same command into the card (a test checks that eve
 recipe's and parses). Packing keeps what inference needs (``training_only_modules`` are dropped), stores the
 floating tensors in float16 when the headline metric of the shipped weights is unchanged within ``TOLERANCE``
 (else float32), evaluates the shipped entry with ``genzoo.evaluate`` (what ``genzoo eval NAME`` prints) and
-writes the card. With several runs (seeds) it ships the best by the headline metric and lists every seed.
+writes the card. With several runs (seeds) it ships the best by the headline metric and lists every seed. A run
+trained with ``--eval-every`` gives the card its learning curve (the test metric against batches).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "vae-iwae": Recipe(
         "vae",
-        f"{BINARIZED} --max-steps 78100 --set decay_fraction=1 --set objective=iwae --set k=5 --set eval_k=1000",
+        f"{BINARIZED} --max-steps 15620 --set decay_fraction=1 --set objective=iwae --set k=5 --set eval_k=1000 "
+        "--eval-every 1562",
         "nll_nats",
         Paper(IWAE, 85.54, "IWAE, one stochastic layer, k = 5"),
         "<= 87.0 nats (IWAE estimate, k = 1000)",
@@ -271,7 +273,17 @@ def check_subset(model: genzoo.models.base.GenerativeModel) -> dict | None:
     return {"test_images": 1000, "nll_nats": metrics["nll_nats"], "data_source": dataset.source}
 
 
-def pack(name: str, run_dirs: list[Path], curve: list | None = None) -> dict:
+def learning_curve(run_dir: Path, metric: str) -> list[list[float]] | None:
+    """[batches, test metric] pairs of a run trained with ``--eval-every`` (its curves.csv), else None."""
+    from genzoo import curves
+
+    _, rows = curves.read_curves(run_dir)
+    key = f"test_{metric}"
+    points = [[batch, round(values[key], 4)] for batch, values in rows.items() if key in values]
+    return points or None
+
+
+def pack(name: str, run_dirs: list[Path]) -> dict:
     recipe = RECIPES[name]
     # every seed scored by today's evaluation of its fp32 weights (what `genzoo eval RUN` prints); the best ships
     scores = {d: headline(evaluate(load(d)), recipe) for d in run_dirs}
@@ -303,8 +315,9 @@ def pack(name: str, run_dirs: list[Path], curve: list | None = None) -> dict:
         },
         "weights": {"dropped": list(model.training_only_modules())},
     }
+    curve = learning_curve(shipped, recipe.metric)
     if curve:
-        card["learning_curve"] = curve
+        card["learning_curve"] = {"metric": f"test {recipe.metric}", "points": curve}
     for dtype in (torch.float16, torch.float32):
         card["weights"]["dtype"] = str(dtype).removeprefix("torch.")
         write_entry(name, zoo.inference_tensors(model, dtype), card)
@@ -384,7 +397,6 @@ def main() -> None:
     p = sub.add_parser("pack")
     p.add_argument("name", choices=sorted(RECIPES))
     p.add_argument("--run", type=Path, action="append", required=True)
-    p.add_argument("--curve", type=Path, help="JSON list of [batches, test metric] pairs for the card")
     sub.add_parser("commands")
     sub.add_parser("table")
     sub.add_parser("figures")
@@ -406,7 +418,7 @@ def main() -> None:
         for name in sorted(RECIPES) if args.names == ["all"] else args.names:
             pack(name, train(name, tuple(args.seeds) if args.seeds else None))
     else:
-        pack(args.name, args.run, json.loads(args.curve.read_text()) if args.curve else None)
+        pack(args.name, args.run)
 
 
 if __name__ == "__main__":

@@ -328,3 +328,19 @@ def test_a_resumed_session_rewrites_the_card(tmp_path):
     assert "1 batches of 64 images (budget: max steps 1)" in (out / "README.md").read_text()
     genzoo.train("independent", max_steps=2, out=out, resume=True, progress=False, samples=4)
     assert "2 batches of 64 images (budget: max steps 2)" in (out / "README.md").read_text()
+
+
+def test_eval_every_draws_the_test_curve_and_leaves_the_training_unchanged(tmp_path):
+    plain = genzoo.train("nade", max_steps=6, out=tmp_path / "plain", settings={"hidden": 8}, **TINY)
+    curve = genzoo.train(
+        "nade", max_steps=6, eval_every=3, out=tmp_path / "curve", settings={"hidden": 8}, checkpoint_every=4, **TINY
+    )
+    header, *rows = (tmp_path / "curve" / curves.CSV).read_text().splitlines()
+    names = header.split(",")
+    tested = {int(row.split(",")[0]): row.split(",")[names.index("test_nll_nats")] for row in rows}
+    assert [batch for batch, value in tested.items() if value] == [3, 6]
+    assert float(tested[6]) == pytest.approx(curve.metrics["nll_nats"], rel=1e-6)  # the final evaluation's number
+    assert float(tested[3]) > float(tested[6])  # a model learning on digits
+    first, second = (load_file(d / "model.safetensors") for d in (tmp_path / "plain", tmp_path / "curve"))
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert plain.metrics["nll_nats"] == curve.metrics["nll_nats"]

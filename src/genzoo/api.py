@@ -193,26 +193,30 @@ def train(
     precision: str | None = None,
     settings: dict[str, Any] | None = None,
     checkpoint_every: int = 100,
+    eval_every: int | None = None,
     samples: int = 64,
     progress: bool = True,
     trackers: tuple[str, ...] | list[str] = (),
 ) -> Run:
     """Train ``model`` on ``data`` (default: the model's ``default_data``) into a run directory;
-    ``resume=True`` continues ``out`` from its checkpoint. ``trackers`` adds experiment trackers (``tensorboard``,
-    ``wandb``, ``mlflow``; :mod:`genzoo.trackers`) to the CSV log every run keeps.
+        ``resume=True`` continues ``out`` from its checkpoint. ``trackers`` adds experiment trackers (``tensorboard``,
+        ``wandb``, ``mlflow``; :mod:`genzoo.trackers`) to the CSV log every run keeps. ``eval_every`` also evaluates the
+    model on the test split every that many batches, logged as ``test_NAME`` (its learning curve in ``curves.png``).
 
-    Every option is checked before any file is written. The run directory is locked for the whole call (a second
-    process is refused), and a start that fails before its first checkpoint removes the directory it created.
-    SIGINT / SIGTERM stop after the current batch, save the checkpoint and weights and raise :class:`Interrupted`.
+        Every option is checked before any file is written. The run directory is locked for the whole call (a second
+        process is refused), and a start that fails before its first checkpoint removes the directory it created.
+        SIGINT / SIGTERM stop after the current batch, save the checkpoint and weights and raise :class:`Interrupted`.
 
-    The steps: resolve the run (:func:`_resolve_run`), build the data, model and trainer (:func:`_prepare`), then,
-    holding the run's lock, write its config (:func:`_write_config`), fit, and finish it (:func:`_finish`: weights,
-    metrics, samples, figures, card).
+        The steps: resolve the run (:func:`_resolve_run`), build the data, model and trainer (:func:`_prepare`), then,
+        holding the run's lock, write its config (:func:`_write_config`), fit, and finish it (:func:`_finish`: weights,
+        metrics, samples, figures, card).
     """
     _check_counts(max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size,
-                  checkpoint_every=checkpoint_every, samples=samples)  # fmt: skip
+                  checkpoint_every=checkpoint_every, eval_every=eval_every, samples=samples)  # fmt: skip
     plan = _resolve_run(model, data, out, seed, batch_size, resume, settings, precision, max_steps, max_epochs)
-    dataset, network, trainer = _prepare(plan, devices, strategy, checkpoint_every, progress, tuple(trackers))
+    dataset, network, trainer = _prepare(
+        plan, devices, strategy, checkpoint_every, eval_every, progress, tuple(trackers)
+    )
 
     from genzoo.engine import fit, keep_freed_memory, read_checkpoint
 
@@ -319,13 +323,19 @@ def _resolve_run(
 
 
 def _prepare(
-    plan: _Plan, devices: int | str, strategy: str, checkpoint_every: int, progress: bool, trackers: tuple[str, ...]
+    plan: _Plan,
+    devices: int | str,
+    strategy: str,
+    checkpoint_every: int,
+    eval_every: int | None,
+    progress: bool,
+    trackers: tuple[str, ...],
 ) -> tuple[Any, GenerativeModel, Any]:
     """The dataset, the model and the Lightning trainer of a planned run (Lightning checks devices, strategy and
     precision here, still before any file exists)."""
     import lightning as L
 
-    from genzoo.engine import default_precision, make_trainer, quiet_lightning
+    from genzoo.engine import TestCurve, default_precision, make_trainer, quiet_lightning
 
     dataset = load_dataset(plan.data)
     if len(dataset.train) < plan.batch_size:
@@ -335,6 +345,10 @@ def _prepare(
     network = _build(plan.model, dataset.image_shape, plan.settings, TRAINING_COPIES)
     quiet_lightning()
     max_steps, max_epochs = plan.budget["max_steps"], plan.budget["max_epochs"]
+    test_curve = None
+    if eval_every is not None:
+        x = prepare_test(dataset.test, network.input_kind, dataset.levels)
+        test_curve = TestCurve(eval_every, x, dataset.test_labels, dataset.levels, plan.data)
     trainer = make_trainer(
         plan.run_dir,
         max_epochs=max_epochs,
@@ -345,6 +359,7 @@ def _prepare(
         precision=plan.precision,
         progress=progress,
         trackers=trackers,
+        test_curve=test_curve,
     )
     if max_steps is not None:  # enough epochs for max_steps batches of the global (all-process) batch
         per_epoch = max(1, len(dataset.train) // (plan.batch_size * trainer.world_size))

@@ -93,6 +93,10 @@ def train(
         ),
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Batches between checkpoints.")] = 100,
+    eval_every: Annotated[
+        Optional[int],
+        typer.Option(help="Batches between evaluations on the test split, drawn in curves.png (default: at the end)."),
+    ] = None,
     logger: Annotated[
         Optional[list[str]],
         typer.Option(help="Tracker beside the CSV log: tensorboard, wandb or mlflow (repeatable; default csv)."),

@@ -32,6 +32,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "strategy": ("strategy", "text"),
     "precision": ("precision", "text or null"),
     "checkpoint_every": ("checkpoint_every", "a whole number"),
+    "eval_every": ("eval_every", "a whole number or null"),
     "logger": ("trackers", "a tracker name or a list of them"),
 }
 BUDGET = ("max_epochs", "max_steps")

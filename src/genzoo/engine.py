@@ -268,13 +268,15 @@ class BatchClock(Callback):
 
     The first batch of a session pays one-off costs (oneDNN builds its kernels, ~0.1 s for DCGAN) and Lightning's
     setup comes before it (~1 s in a fresh process); over a 100-batch benchmark they would hide a quarter of the
-    rate. ``genzoo.train`` reports the wall time of the whole session separately.
+    rate. ``genzoo.train`` reports the wall time of the whole session separately. Test evaluations
+    (:class:`TestCurve`) are not training: their time is left out.
     """
 
     def __init__(self) -> None:
         self.started: float | None = None
         self.ended: float | None = None
         self.timed_batches = 0
+        self.excluded = 0.0  # seconds inside the timed span that were not training
 
     def on_train_batch_end(self, *args: Any) -> None:
         now = time.perf_counter()
@@ -287,7 +289,39 @@ class BatchClock(Callback):
         """Mean seconds per batch after the first; None when a session trained fewer than two batches."""
         if self.started is None or self.ended is None:
             return None
-        return (self.ended - self.started) / self.timed_batches
+        return (self.ended - self.started - self.excluded) / self.timed_batches
+
+
+class TestCurve(Callback):
+    """Every ``every`` batches, the model's own evaluation on the test split (what ``genzoo eval`` reports),
+    logged as ``test_NAME`` beside the training losses: the held-out learning curve in ``curves.csv`` /
+    ``curves.png``. Rank zero evaluates; the weights are untouched and each batch seeds its own random state, so
+    a run trains the same batches with or without it."""
+
+    def __init__(self, every: int, x: Tensor, labels: Tensor | None, levels: int, data: str) -> None:
+        self.every, self.x, self.labels, self.levels, self.data = every, x, labels, levels, data
+
+    def on_train_batch_end(self, trainer: L.Trainer, adapter: ModelAdapter, *args: Any) -> None:
+        if adapter.batches_done % self.every or not trainer.is_global_zero:
+            return
+        model = adapter.model
+        started = time.perf_counter()
+        model.eval()
+        try:
+            with torch.no_grad():
+                metrics = model.evaluate(self.x.to(adapter.device), self.labels, self.levels, data=self.data)
+        finally:
+            model.train()
+        clock = next((c for c in trainer.callbacks if isinstance(c, BatchClock)), None)
+        if clock is not None and clock.started is not None:  # make_trainer places the clock after this callback
+            clock.excluded += time.perf_counter() - started
+        values = {
+            f"test_{name}": float(value)
+            for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "test_images"
+        }
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=adapter.batches_done - 1)
 
 
 class StopAfterBatches(Callback):
@@ -397,9 +431,11 @@ def make_trainer(
     precision: str,
     progress: bool,
     trackers: tuple[str, ...] = (),
+    test_curve: TestCurve | None = None,
 ) -> L.Trainer:
     """A Lightning trainer writing into ``run_dir``: checkpoints every ``checkpoint_every`` batches, the CSV log and
-    the ``trackers`` asked for (``genzoo.trackers``), and the curves refreshed at each checkpoint."""
+    the ``trackers`` asked for (``genzoo.trackers``), the curves refreshed at each checkpoint and the
+    ``test_curve`` evaluations if given."""
     loggers = make_loggers(run_dir, trackers)
     callbacks: list[Callback] = [
         PeriodicCheckpoint(run_dir / "checkpoints" / "last.ckpt", checkpoint_every),
@@ -408,6 +444,8 @@ def make_trainer(
     ]
     if max_batches is not None:
         callbacks.append(StopAfterBatches(max_batches))
+    if test_curve is not None:
+        callbacks.append(test_curve)
     callbacks.append(GracefulStop())
     callbacks.append(BatchClock())  # last, so the batch it times includes the other callbacks' work
     devices = check_devices(devices)
