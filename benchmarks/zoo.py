@@ -64,7 +64,6 @@ class Recipe:
 NADE_PAPER = "Larochelle & Murray, The Neural Autoregressive Distribution Estimator, AISTATS 2011"
 PIXEL_RNN = "van den Oord, Kalchbrenner & Kavukcuoglu, Pixel Recurrent Neural Networks, ICML 2016"
 IWAE = "Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016"
-GAN_SAMPLES = "--set eval_samples=10000"
 ADVERSARIAL_SEEDS = (0, 1)
 
 RECIPES: dict[str, Recipe] = {
@@ -140,21 +139,21 @@ RECIPES: dict[str, Recipe] = {
     ),
     "aae": Recipe(
         "aae",
-        "--max-steps 5000",
+        "",
         "parzen_log_likelihood_nats",
         Paper("Makhzani et al., Adversarial Autoencoders, ICLR 2016 workshop", 340, "Parzen window, MNIST (±2)"),
         seeds=ADVERSARIAL_SEEDS,
     ),
     "gan": Recipe(
         "gan",
-        f"--max-steps 5000 {GAN_SAMPLES}",
+        "",
         "parzen_log_likelihood_nats",
         Paper("Goodfellow et al., Generative Adversarial Nets, NeurIPS 2014", 225, "Parzen window, MNIST (± 2)"),
         seeds=ADVERSARIAL_SEEDS,
     ),
     "dcgan": Recipe(
         "dcgan",
-        f"--max-steps 10000 {GAN_SAMPLES}",
+        "",
         "frechet_distance",
         Paper("Radford, Metz & Chintala, DCGAN, ICLR 2016", None, "no sample metric on MNIST in the paper"),
         seeds=ADVERSARIAL_SEEDS,
@@ -162,7 +161,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "infogan": Recipe(
         "infogan",
-        f"--max-steps 5500 {GAN_SAMPLES}",
+        "",
         "code_accuracy",
         Paper("Chen et al., InfoGAN, NeurIPS 2016", 0.95, "categorical code classifies MNIST with 5% error"),
         ">= 0.95",
@@ -170,7 +169,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "progan": Recipe(
         "progan",
-        f"--max-steps 2600 {GAN_SAMPLES}",
+        "",
         "frechet_distance",
         Paper("Karras et al., Progressive Growing of GANs, ICLR 2018", None, "no MNIST number in the paper"),
         seeds=ADVERSARIAL_SEEDS,
@@ -178,7 +177,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "puzzlegan": Recipe(
         "puzzlegan",
-        "--max-steps 2600",
+        "",
         "mask_iou",
         Paper("Lee et al., Unsupervised Holistic Image Generation from Key Local Patches, ECCV 2018"),
         seeds=ADVERSARIAL_SEEDS,

@@ -16,14 +16,17 @@ import torch
 import genzoo
 from genzoo import zoo
 from genzoo.cli import app
+from genzoo.config import build_config, config_to_dict, stored_settings
 from genzoo.data import check_dataset_name
 from genzoo.errors import GenzooError
 from genzoo.registry import models
+from test_fuzz_cli import run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import zoo as recipes  # noqa: E402  (benchmarks/zoo.py: the script that rebuilds the zoo)
 
 ENTRIES = zoo.names()
+RUN_KEYS = ("data", "max_steps", "max_epochs", "batch_size", "seed")
 needs_entries = pytest.mark.skipif(not ENTRIES, reason="no zoo entry is packed yet")
 
 
@@ -47,6 +50,20 @@ def test_every_card_command_is_its_recipe_and_parses_to_a_real_model_and_dataset
     assert parsed["model"] in models
     check_dataset_name(parsed["data"] or models.get(parsed["model"]).default_data)
     assert card["config"]["model"] == parsed["model"] and card["config"]["seed"] == parsed["seed"]
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_every_card_command_configures_the_run_the_card_was_trained_as(name, capsys):
+    """Run today, the card's command trains the card's config: its budget, data and every setting (a setting
+    added since the entry was trained keeps the value that reproduces it)."""
+    card = zoo.card(name)
+    code, captured = run_cli([*shlex.split(card["command"])[1:], "--print-config"], capsys)
+    assert code == 0, captured.err
+    printed, trained = json.loads(captured.out), card["config"]
+    assert {key: printed[key] for key in RUN_KEYS} == {key: trained[key] for key in RUN_KEYS}
+    config_cls = models.get(card["model"]).Config
+    settings = build_config(config_cls, stored_settings(config_cls, trained["settings"]))
+    assert printed["settings"] == config_to_dict(settings)
 
 
 @pytest.mark.parametrize("name", ENTRIES)
