@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import genzoo
+from genzoo import runs
 from genzoo.cli import app
+from genzoo.config import config_to_dict
 from genzoo.data import load_dataset
 from genzoo.data.domains import render
 from genzoo.losses import gradient_penalty
@@ -18,7 +20,13 @@ from genzoo.models.translation.stargan import (
     classification_loss,
     predicted_values,
 )
-from genzoo.nn.translation import PatchDiscriminator, one_hot_groups, replicate, straight_through_clamp
+from genzoo.nn.translation import (
+    FiLMNormalization,
+    PatchDiscriminator,
+    one_hot_groups,
+    replicate,
+    straight_through_clamp,
+)
 from genzoo.registry import models
 
 TINY = {"generator_width": 4, "residual_blocks": 1, "discriminator_width": 4}
@@ -65,6 +73,81 @@ def test_the_generator_sees_the_target_label():
     torch.manual_seed(0)
     blind = genzoo.create("stargan", (3, 28, 28), generator_normalization="instance", **TINY).eval()
     assert (blind.generate(x, thick) - blind.generate(x, thin)).abs().max() < 1e-4
+
+
+def test_the_film_generator_sees_the_target_only_through_its_normalizations():
+    x = attribute_batch(4)["x"]
+    thick, thin = torch.tensor([[1, 0, 0, 0]] * 4), torch.tensor([[0, 1, 3, 1]] * 4)
+    for norm in ("batch", "instance"):  # with FiLM even instance norm keeps the label, as it enters after the norm
+        torch.manual_seed(0)
+        model = genzoo.create("stargan", (3, 28, 28), conditioning="film", generator_normalization=norm, **TINY)
+        model.eval()
+        assert model.generator.network[1].in_channels == 3  # no label maps at the input
+        films = [m for m in model.generator.modules() if isinstance(m, FiLMNormalization)]
+        assert len(films) == 1 + 2 + 2 * TINY["residual_blocks"]  # every norm: first, down, up, two per block
+        assert (model.generate(x, thick) - model.generate(x, thin)).abs().max() > 1e-3
+        for film in films:
+            film.modulation.weight.data.zero_()  # with no modulation the label has no way in
+        assert torch.equal(model.generate(x, thick), model.generate(x, thin))
+
+
+def test_film_scales_and_shifts_normalized_features_by_the_condition():
+    torch.manual_seed(0)
+    film = FiLMNormalization("instance", 3, 2)
+    film.modulation.weight.data = torch.tensor([[-2.0, 0], [0, 0], [0, 0], [0, 0.5], [0, 0], [0, 0]])
+    x = torch.randn(2, 3, 5, 5)
+    normalized = (x - x.mean((2, 3), keepdim=True)) / (x.var((2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt()
+    out = film(x, torch.tensor([[1.0, 0], [0, 1]]))
+    # first condition: scale 1 - 2 = -1 on channel 0 (a sign flip), 1 elsewhere; shift 0; second: shift 0.5 on 0
+    assert torch.allclose(out[0], normalized[0] * torch.tensor([-1.0, 1, 1])[:, None, None], atol=1e-5)
+    assert torch.allclose(out[1], normalized[1] + torch.tensor([0.5, 0, 0])[:, None, None], atol=1e-5)
+
+
+def test_the_default_concat_generator_is_the_one_stored_runs_trained():
+    # the output of a seeded fresh generator on a fixed input, as it was before FiLM existed (same code path,
+    # same parameter creation order); the weights' names are the stored runs' keys
+    torch.manual_seed(0)
+    model = genzoo.create("stargan", (3, 28, 28), **TINY).eval()
+    assert model.config.conditioning == "concat"
+    assert not any(isinstance(m, FiLMNormalization) for m in model.generator.modules())
+    x = torch.rand(4, 3, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    targets = torch.tensor([[1, 0, 0, 0], [0, 1, 3, 1], [1, 1, 2, 0], [0, 0, 1, 1]])
+    with torch.no_grad():
+        change = model.generate(x, targets) - x
+    assert abs(change.double().abs().sum().item() - 20.629726558414404) < 1e-3
+    expected = torch.tensor(
+        [-0.0018162131309509277, -0.002000279724597931, -0.0007184147834777832, -0.003256291151046753]
+    )
+    assert torch.allclose(change[1, 2, 10, 5:9], expected, atol=1e-6)
+    assert "network.1.weight" in model.generator.state_dict() and model.generator.network[1].in_channels == 13
+
+
+def test_a_run_stored_before_the_conditioning_setting_loads_as_concat(tmp_path):
+    model = genzoo.create("stargan", (3, 28, 28), **TINY).eval()
+    settings = config_to_dict(model.config)
+    del settings["conditioning"]
+    runs.write_json(tmp_path / runs.CONFIG, {"model": "stargan", "image_shape": [3, 28, 28], "settings": settings})
+    runs.save_weights(model, tmp_path / runs.WEIGHTS)
+    loaded = genzoo.load(tmp_path).eval()
+    assert loaded.config.conditioning == "concat"
+    batch = attribute_batch(4)
+    with torch.no_grad():
+        assert torch.equal(
+            loaded.generate(batch["x"], batch["y"][:, 1:]), model.generate(batch["x"], batch["y"][:, 1:])
+        )
+
+
+def test_film_trains_a_few_batches_to_finite_losses_and_moves_its_modulation():
+    torch.manual_seed(0)
+    model = genzoo.create("stargan", (3, 28, 28), conditioning="film", critic_steps=1, **TINY)
+    film = next(m for m in model.generator.modules() if isinstance(m, FiLMNormalization))
+    before = film.modulation.weight.detach().clone()
+    batch = attribute_batch()
+    for index in range(3):
+        logs = model.training_step(batch, DirectStep(model, batch_index=index))
+        assert {"reconstruction_loss", "fake_classification_loss"} <= set(logs)
+        assert all(torch.isfinite(v) for v in logs.values())
+    assert not torch.equal(before, film.modulation.weight)
 
 
 def test_the_residual_generator_starts_near_its_input_for_every_target():

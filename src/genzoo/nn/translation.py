@@ -2,8 +2,9 @@
 
 - :class:`ResnetGenerator`: Johnson et al. (2016)'s network as CycleGAN uses it (c7s1-k, two stride-2 down
   convolutions, residual blocks, two stride-2 up convolutions, c7s1-3 + tanh; instance norm, reflection padding),
-  optionally fed extra condition channels (StarGAN's spatially replicated target label), and optionally
-  predicting a change of its input instead of a new image (``output="residual"``, see the class).
+  optionally conditioned on a label vector (StarGAN's target: replicated over the pixels as extra input channels,
+  or through :class:`FiLMNormalization` at every normalization layer), and optionally predicting a change of its
+  input instead of a new image (``output="residual"``, see the class).
 - :class:`PatchDiscriminator`: the PatchGAN of Isola et al. (2017), one real/fake score per overlapping patch,
   scaled to 28x28 images (two stride-2 layers and one stride-1 layer, receptive field 26 pixels instead of 70);
   optionally an auxiliary classification head over the whole image (StarGAN's D_cls).
@@ -27,10 +28,14 @@ from torch import Tensor, nn
 
 Normalization = Literal["instance", "batch"]
 GeneratorOutput = Literal["image", "residual"]
+Conditioning = Literal["concat", "film"]
 
 
-def normalization_layer(kind: Normalization, channels: int) -> nn.Module:
-    """``instance`` (CycleGAN's and StarGAN's default) or ``batch`` (the official CycleGAN code's other option)."""
+def normalization_layer(kind: Normalization, channels: int, condition_features: int = 0) -> nn.Module:
+    """``instance`` (CycleGAN's and StarGAN's default) or ``batch`` (the official CycleGAN code's other option);
+    with ``condition_features`` > 0, its :class:`FiLMNormalization` on a condition of that many features."""
+    if condition_features:
+        return FiLMNormalization(kind, channels, condition_features)
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=True)
     if kind == "batch":
@@ -38,23 +43,53 @@ def normalization_layer(kind: Normalization, channels: int) -> nn.Module:
     raise ValueError(f"unknown normalization {kind!r}; valid: instance, batch")
 
 
-class ResidualBlock(nn.Module):
-    """x + conv-norm-relu-conv-norm(x), 3x3 convolutions with reflection padding."""
+class FiLMNormalization(nn.Module):
+    """Conditional normalization (FiLM, Perez et al. 2018; conditional batch / instance norm of Dumoulin et al.
+    2017): features [B, C, H, W] normalized without an affine of their own, then scaled by 1 + gamma(c) and shifted
+    by beta(c), both linear in the condition vector c [B, K]. A scale that the condition can make negative lets a
+    generator multiply its features by a target-dependent sign; label maps at the input can only shift them."""
 
-    def __init__(self, channels: int, normalization: Normalization = "instance") -> None:
+    def __init__(self, kind: Normalization, channels: int, condition_features: int) -> None:
+        super().__init__()
+        if kind == "instance":
+            self.norm: nn.Module = nn.InstanceNorm2d(channels)
+        elif kind == "batch":
+            self.norm = nn.BatchNorm2d(channels, affine=False)
+        else:
+            raise ValueError(f"unknown normalization {kind!r}; valid: instance, batch")
+        # no bias: one one-hot block per group already sums to 1, so a bias would repeat the weights
+        self.modulation = nn.Linear(condition_features, 2 * channels, bias=False)
+
+    def forward(self, x: Tensor, condition: Tensor) -> Tensor:
+        scale, shift = self.modulation(condition)[:, :, None, None].chunk(2, 1)  # [B, C, 1, 1] each
+        return self.norm(x) * (1 + scale) + shift
+
+
+def run_conditioned(layers: nn.Sequential, x: Tensor, condition: Tensor) -> Tensor:
+    """``layers(x)`` with ``condition`` also passed to the layers that take one (FiLM, residual blocks)."""
+    for layer in layers:
+        x = layer(x, condition) if isinstance(layer, (FiLMNormalization, ResidualBlock)) else layer(x)
+    return x
+
+
+class ResidualBlock(nn.Module):
+    """x + conv-norm-relu-conv-norm(x), 3x3 convolutions with reflection padding; with ``condition_features`` > 0
+    both norms are :class:`FiLMNormalization` and ``forward`` takes the condition vector."""
+
+    def __init__(self, channels: int, normalization: Normalization = "instance", condition_features: int = 0) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
-            normalization_layer(normalization, channels),
+            normalization_layer(normalization, channels, condition_features),
             nn.ReLU(True),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
-            normalization_layer(normalization, channels),
+            normalization_layer(normalization, channels, condition_features),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        return x + (self.body(x) if condition is None else run_conditioned(self.body, x, condition))
 
 
 def straight_through_clamp(images: Tensor) -> Tensor:
@@ -67,6 +102,9 @@ class ResnetGenerator(nn.Module):
     """Images [B, C, H, W] in [-1, 1] (plus ``condition_channels`` label maps) -> images [B, C_out, H, W] in [-1, 1].
 
     H and W must be divisible by 2 ** ``downsamplings`` (the paper: two stride-2 convolutions down, two up).
+    ``conditioning`` says how a condition of ``condition_channels`` features enters: "concat" replicates it over
+    the pixels as extra input channels (StarGAN's), "film" feeds it to every normalization layer instead
+    (:class:`FiLMNormalization`).
     ``output`` "image" is the paper's tanh image; "residual" returns clamp(x + 2 tanh(net), -1, 1) with a
     straight-through clamp and the last convolution scaled by 0.1 (bias 0), so the generator starts within a few
     percent of its input x and learns a change of it (AttGAN / GANimation keep the input the same way; needs
@@ -83,6 +121,7 @@ class ResnetGenerator(nn.Module):
         downsamplings: int = 2,
         normalization: Normalization = "instance",
         output: GeneratorOutput = "image",
+        conditioning: Conditioning = "concat",
     ) -> None:
         super().__init__()
         out_channels = out_channels or channels
@@ -90,25 +129,31 @@ class ResnetGenerator(nn.Module):
             raise ValueError(f"unknown generator output {output!r}; valid: {', '.join(get_args(GeneratorOutput))}")
         if output == "residual" and out_channels != channels:
             raise ValueError("a residual generator's output has its input's channels")
+        if conditioning not in get_args(Conditioning):
+            raise ValueError(f"unknown conditioning {conditioning!r}; valid: {', '.join(get_args(Conditioning))}")
+        if conditioning == "film" and not condition_channels:
+            raise ValueError("FiLM conditioning needs condition_channels")
         self.output = output
+        self.conditioning = conditioning
+        film = condition_channels if conditioning == "film" else 0  # the condition's features at every norm
+        input_channels = channels + (condition_channels if conditioning == "concat" else 0)
+
+        def norm(features: int) -> nn.Module:
+            return normalization_layer(normalization, features, film)
 
         def down(inputs: int, outputs: int) -> list[nn.Module]:
-            return [nn.Conv2d(inputs, outputs, 3, 2, 1), normalization_layer(normalization, outputs), nn.ReLU(True)]
+            return [nn.Conv2d(inputs, outputs, 3, 2, 1), norm(outputs), nn.ReLU(True)]
 
         def up(inputs: int, outputs: int) -> list[nn.Module]:
-            return [
-                nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1),
-                normalization_layer(normalization, outputs),
-                nn.ReLU(True),
-            ]
+            return [nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1), norm(outputs), nn.ReLU(True)]
 
         self.network = nn.Sequential(
             nn.ReflectionPad2d(3),
-            nn.Conv2d(channels + condition_channels, width, 7),
-            normalization_layer(normalization, width),
+            nn.Conv2d(input_channels, width, 7),
+            norm(width),
             nn.ReLU(True),
             *(layer for i in range(downsamplings) for layer in down(width * 2**i, width * 2 ** (i + 1))),
-            *(ResidualBlock(width * 2**downsamplings, normalization) for _ in range(blocks)),
+            *(ResidualBlock(width * 2**downsamplings, normalization, film) for _ in range(blocks)),
             *(layer for i in reversed(range(downsamplings)) for layer in up(width * 2 ** (i + 1), width * 2**i)),
             nn.ReflectionPad2d(3),
             nn.Conv2d(width, out_channels, 7),
@@ -121,8 +166,13 @@ class ResnetGenerator(nn.Module):
                 last.bias.zero_()
 
     def forward(self, images: Tensor, condition: Tensor | None = None) -> Tensor:
-        inputs = images if condition is None else torch.cat([images, replicate(condition, *images.shape[-2:])], 1)
-        out = self.network(inputs)
+        if self.conditioning == "film":
+            if condition is None:
+                raise ValueError("a FiLM-conditioned generator needs its condition")
+            out = run_conditioned(self.network, images, condition)
+        else:
+            inputs = images if condition is None else torch.cat([images, replicate(condition, *images.shape[-2:])], 1)
+            out = self.network(inputs)
         return out if self.output == "image" else straight_through_clamp(images + 2 * out)
 
 

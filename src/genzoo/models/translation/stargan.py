@@ -30,6 +30,8 @@ Departures (each measured: benchmarks/log/translation.md):
 - G updates after every second critic update (``critic_steps`` 2; the paper: 5). Log: "StarGAN: critic steps".
 - Rate 2e-4 (the paper: 1e-4), for a budget far shorter than the paper's. Log: "StarGAN: learning rate".
 - ``ema_decay`` and ``identity_weight`` are options measured and left off. Log: "StarGAN: options left off".
+- ``conditioning="film"`` (opt-in, not the paper's) feeds the target label to every normalization of G as a
+  per-channel scale and shift instead of input label maps. Log: "StarGAN: FiLM conditioning".
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from genzoo.models.translation.base import (
     cycle_loss,
 )
 from genzoo.nn.translation import (
+    Conditioning,
     GeneratorOutput,
     PatchDiscriminator,
     ResnetGenerator,
@@ -80,6 +83,9 @@ class StarGANConfig(TranslationConfig):
     generator_output: GeneratorOutput = added_later("residual", before="image")
     # D_src's scores form a 2x2 grid, each seeing the whole image (the paper's D); 0: 7x7 patches
     score_grid: int = added_later(2, before=0)
+    # how the target label enters G: concat, the paper's label maps beside the image; film, a scale and shift of
+    # every normalization layer's features (:class:`genzoo.nn.translation.FiLMNormalization`)
+    conditioning: Conditioning = "concat"
     channels_last: bool = True  # parameters and training images in the NHWC layout (measured faster)
 
 
@@ -116,6 +122,7 @@ class StarGAN(TranslationModel):
             downsamplings=config.downsamplings,
             normalization=config.generator_normalization,
             output=config.generator_output,
+            conditioning=config.conditioning,
         )
         self.generator_average = weight_average(self.generator, config.ema_decay)
         self.discriminator = PatchDiscriminator(
