@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import genzoo
 from genzoo.cli import app
 from genzoo.errors import GenzooError
+from genzoo.losses import gradient_penalty
 from genzoo.models.adversarial.progan import ProGAN, growth
 from genzoo.models.base import DirectStep
 from genzoo.nn.progressive import (
@@ -149,6 +150,49 @@ def test_progan_does_a_real_wgan_gp_step_at_each_stage():
         assert any(not torch.equal(a, b) for a, b in zip(critic_before, model.discriminator.parameters()))
         assert int(model.images_seen) == (batch_index + 1) * 8
     assert any(not torch.equal(a, b) for a, b in zip(average_before, model.generator_ema.parameters()))
+
+
+def test_the_critic_loss_is_wgan_gp_plus_the_drift_term_on_real_scores():
+    # Appendix A.1: L_D = D(G(z)) - D(x) + 10 GP + 0.001 E[D(x)^2], here at 8x8 mid fade-in (phase 16, batch 8)
+    model = genzoo.create("progan", (1, 28, 28), phase_images=16, **TINY)
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    level, alpha = model.stage(3 * 8)
+    assert (level, alpha) == (1, 0.5)
+    with torch.no_grad():
+        model.discriminator.last[-1].bias.fill_(30.0)  # scores near 30: only the drift term sees the offset
+    real = model.reals_at(model.pad(x), level, alpha)
+    torch.manual_seed(3)  # the training step's draws, in its order: the latents, then the penalty's mixing
+    fake = model.generator(model.latent(8), level, alpha)
+    critic = lambda images: model.discriminator(images, level, alpha)  # noqa: E731
+    real_scores = critic(real)
+    penalty = gradient_penalty(critic, real, fake)
+    expected = critic(fake).mean() - real_scores.mean() + 10 * penalty + 0.001 * real_scores.square().mean()
+    torch.manual_seed(3)
+    logs = model.training_step({"x": x}, DirectStep(model, batch_index=3))
+    assert logs["alpha"] == 0.5
+    torch.testing.assert_close(logs["gradient_penalty"], penalty.detach())
+    torch.testing.assert_close(logs["discriminator_loss"], expected.detach())
+
+
+def test_reals_fade_between_the_lower_resolution_and_the_new_one_like_the_generator():
+    model = genzoo.create("progan", (1, 28, 28), **TINY)
+    full = model.pad(torch.rand(2, 1, 28, 28) * 2 - 1)
+    at_8 = F.avg_pool2d(full, 4)
+    blurred = F.interpolate(F.avg_pool2d(at_8, 2), scale_factor=2, mode="nearest")
+    torch.testing.assert_close(model.reals_at(full, 1, 0.25), 0.75 * blurred + 0.25 * at_8)
+    torch.testing.assert_close(model.reals_at(full, 1, 1.0), at_8)
+    torch.testing.assert_close(model.reals_at(full, model.levels - 1, 1.0), full)
+
+
+def test_the_paper_optimizer_settings_and_widths():
+    model = genzoo.create("progan", (1, 28, 28))
+    optimizers = model.configure_optimizers()
+    for name, lr in (("discriminator", 1e-3), ("generator", 2.5e-4)):  # the generator's rate: a stated departure
+        group = optimizers[name].param_groups[0]
+        assert group["betas"] == (0.0, 0.99) and group["eps"] == 1e-8 and group["lr"] == lr
+    # the paper's min(512, 16384 / r) channels scaled by 1/32: 32 at 4x4 to 16x16, 16 at 32x32
+    assert [block.layers[1].weight.shape[0] for block in model.generator.blocks] == [32, 32, 16]
+    assert model.generator.dense.weight.shape == (32 * 16, 128)
 
 
 def train_tiny(out, max_steps, resume=False, checkpoint_every=100):
