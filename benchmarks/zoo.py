@@ -201,7 +201,7 @@ RECIPES: dict[str, Recipe] = {
     "text2image": Recipe(
         "text2image",
         "",
-        "held_out_attributes_match",
+        "held_out_caption_match",
         Paper("Reed et al., Generative Adversarial Text to Image Synthesis, ICML 2016"),
         ">= 0.85",
         seeds=ADVERSARIAL_SEEDS,
