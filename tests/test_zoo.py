@@ -78,6 +78,11 @@ def test_every_entry_verifies_its_weights_and_samples_finite_images(name):
     assert card["headline"]["metric"] in card["metrics"]
 
 
+def test_every_registered_model_has_an_entry_and_every_recipe_is_packed():
+    assert {zoo.card(name)["model"] for name in ENTRIES} == set(models.names())
+    assert set(ENTRIES) == set(recipes.RECIPES)
+
+
 def test_the_whole_zoo_stays_under_60_megabytes():
     assert sum(zoo.card(name)["weights"]["bytes"] for name in ENTRIES) < 60e6
 
