@@ -212,6 +212,13 @@ class GenerativeModel(nn.Module):
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
+    @classmethod
+    def settings_for_data(cls, dataset: Any, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings a run on ``dataset`` (an :class:`genzoo.data.ImageDataset`) trains with: ``settings`` with
+        what the model reads off the data filled in (the translation models' attribute names), checked against it.
+        Called before the model is built; the result is what the run's config stores. Default: unchanged."""
+        return settings
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(self.parameters(), self.config.lr)}
 
