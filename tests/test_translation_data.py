@@ -160,6 +160,22 @@ def test_stargan_on_celeba_with_the_papers_five_attributes(tmp_path, isolated_ca
     assert "no attribute 'Blond' (did you mean Blond_Hair?)" in captured.err
 
 
+def test_cyclegan_domains_name_attributes_with_or_without_them(tmp_path, isolated_cache, monkeypatch):
+    made_celeba(tmp_path)
+    monkeypatch.setenv("GENZOO_DATA_DIR", str(tmp_path))
+    data = load_dataset("celeba?size=32&attributes=Male")
+    spec = genzoo.registry.models.get("cyclegan")
+    settings = spec.settings_for_data(data, {"domain_a": "-Male", "domain_b": "Male", **TINY})
+    model = genzoo.create("cyclegan", data.image_shape, **settings)
+    labels = data.train_labels  # [8, 1]: Male or not
+    assert model.members(labels, model.domain_a).tolist() == (labels[:, 0] == 0).tolist()
+    assert model.members(labels, model.domain_b).tolist() == (labels[:, 0] == 1).tolist()
+    with pytest.raises(GenzooError, match="needs its two domains"):
+        spec.settings_for_data(data, {"domain_b": "Male"})
+    with pytest.raises(GenzooError, match="domains 'Male' and 'Male' overlap"):
+        genzoo.create("cyclegan", data.image_shape, **{**settings, "domain_a": "Male"})
+
+
 def write_attribute_folder(folder, text: str, suffix: str = ".txt") -> None:
     write_images(folder, made_batch(10, 3)["images"], suffix=".jpg")
     (folder / f"attributes{suffix}").write_text(text)
@@ -186,6 +202,11 @@ def test_stargan_on_a_folder_with_an_attribute_list(tmp_path, isolated_cache, ca
     code, captured = run_cli(["translate", str(run.path), "--input", str(folder / "001.jpg"), "--to", "-Smiling",
                               "--out", str(tmp_path / "out.png")], capsys)  # fmt: skip
     assert code == 0, captured.err
+    pytest.importorskip("fastapi", reason="the web explorer's controls need the web extra")
+    from genzoo.web.catalog import controls
+
+    groups = controls(genzoo.load(run.path))["groups"]  # the explorer's choices: set, clear or keep each
+    assert groups == {"Smiling": ["Smiling", "-Smiling"], "Eyeglasses": ["Eyeglasses", "-Eyeglasses"]}
 
 
 @pytest.mark.parametrize(

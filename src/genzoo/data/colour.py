@@ -12,8 +12,9 @@ download into the cache checked against the published MD5.
   1 validation, 2 test) and ``list_attr_celeba.txt`` (a count line, a line of the 40 attribute names, then
   ``000001.jpg -1 1 ...`` lines). Images are centre-cropped to a square (178x178) and resized to ``size``
   (``celeba?size=128``), as the DCGAN and Progressive GAN CelebA setups do; labels are the 40 attributes as 0/1
-  [N, 40]. Decoding 200k JPEGs takes minutes, so the resized images are kept in the cache
-  (``celeba/img_align_celeba-SIZE.npy``) and read from there afterwards. The official files sit on Google Drive,
+  [N, 40], or those chosen (``celeba?attributes=Black_Hair,Male``, :mod:`genzoo.data.attributes`). Decoding
+  200k JPEGs takes minutes, so the resized images are kept in the cache (``celeba/img_align_celeba-SIZE.npy``)
+  and read from there afterwards. The official files sit on Google Drive,
   which answers large downloads with a confirmation page: that download fails its checksum and the error says to
   place the files in a data directory.
 """

@@ -21,7 +21,9 @@ and may override:
 - the schedule: a ``decay_fraction`` default in ``Config`` (the rates decay linearly to 0 over that share of the
   planned batches; the engine sets them before each batch) and ``decayed_optimizers`` (which optimizers follow
   it; default all);
-- ``figures(x)``: extra images for the run directory.
+- ``figures(x)``: extra images for the run directory;
+- ``settings_for_data(dataset, settings)``: settings read off the data before the model is built (stored in the
+  run's config; the translation models take their attribute names from it).
 
 ``genzoo.models.template`` is the smallest complete model.
 """
