@@ -342,6 +342,7 @@ def _prepare(
         raise GenzooError(f"--batch-size {plan.batch_size} is larger than the {len(dataset.train)} training images")
     plan.precision = plan.precision or default_precision(models.get(plan.model).precision)  # the model's, if native
     L.seed_everything(plan.seed, verbose=False)
+    plan.settings = models.get(plan.model).settings_for_data(dataset, plan.settings)
     network = _build(plan.model, dataset.image_shape, plan.settings, TRAINING_COPIES)
     quiet_lightning()
     max_steps, max_epochs = plan.budget["max_steps"], plan.budget["max_epochs"]

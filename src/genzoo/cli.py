@@ -74,7 +74,8 @@ def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name (see `genzoo list`).")],
     data: Annotated[
-        Optional[str], typer.Option(help="Dataset name, or folder:PATH (default: the model's, usually mnist).")
+        Optional[str],
+        typer.Option(help="Dataset name, folder:PATH or folders:PATH_A,PATH_B (default: the model's, usually mnist)."),
     ] = None,
     max_epochs: Annotated[
         Optional[int], typer.Option(help="Epochs to train (default: the model's measured budget in batches, else 10).")
@@ -310,7 +311,9 @@ def interpolate(
 def translate(
     run: Annotated[Path, typer.Argument(help="Run directory or zoo name of a translation model (cyclegan, stargan).")],
     input: Annotated[Path, typer.Option(help="PNG/JPEG image to translate.")],
-    to: Annotated[str, typer.Option(help="Target: A or B (cyclegan); attributes such as thick,red (stargan).")],
+    to: Annotated[
+        str, typer.Option(help="Target: A or B (cyclegan); attributes such as thick,red or Blond_Hair,-Male (stargan).")
+    ],
     out: Annotated[Optional[Path], typer.Option(help="PNG of input and translation (default INPUT-to-TO.png).")] = None,
 ) -> None:
     """Translate one image with a trained translation model; writes the input and its translation side by side."""

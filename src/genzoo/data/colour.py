@@ -12,8 +12,9 @@ download into the cache checked against the published MD5.
   1 validation, 2 test) and ``list_attr_celeba.txt`` (a count line, a line of the 40 attribute names, then
   ``000001.jpg -1 1 ...`` lines). Images are centre-cropped to a square (178x178) and resized to ``size``
   (``celeba?size=128``), as the DCGAN and Progressive GAN CelebA setups do; labels are the 40 attributes as 0/1
-  [N, 40]. Decoding 200k JPEGs takes minutes, so the resized images are kept in the cache
-  (``celeba/img_align_celeba-SIZE.npy``) and read from there afterwards. The official files sit on Google Drive,
+  [N, 40], or those chosen (``celeba?attributes=Black_Hair,Male``, :mod:`genzoo.data.attributes`). Decoding
+  200k JPEGs takes minutes, so the resized images are kept in the cache (``celeba/img_align_celeba-SIZE.npy``)
+  and read from there afterwards. The official files sit on Google Drive,
   which answers large downloads with a confirmation page: that download fails its checksum and the error says to
   place the files in a data directory.
 """
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from genzoo.data import ImageDataset
+from genzoo.data.attributes import attribute_columns, read_attribute_list, select_attributes
 from genzoo.data.files import cache_dir, data_dirs, fetch
 from genzoo.data.images import decode_image, read_image_file
 from genzoo.errors import GenzooError
@@ -124,20 +126,15 @@ def read_celeba_lists(partition: Path, attributes: Path) -> tuple[list[str], np.
         raise GenzooError(f"corrupt data file {partition}: expected 'NAME.jpg 0|1|2' lines")
     names = [row[0] for row in rows]
     splits = np.array([int(row[1]) for row in rows])
-    lines = _read_lines(attributes)
-    if len(lines) < 2:
-        raise GenzooError(f"corrupt data file {attributes}: no attribute names")
-    attribute_names, table = lines[1], lines[2:]
-    by_name = {row[0]: row[1:] for row in table}
     try:
-        values = np.array([by_name[name] for name in names], dtype=np.int64)
+        attribute_names, by_name = read_attribute_list(attributes)
+    except GenzooError as err:
+        raise GenzooError(f"corrupt data file {err}") from None
+    try:
+        values = np.stack([by_name[name] for name in names])
     except KeyError as err:
         raise GenzooError(f"corrupt data file {attributes}: no attributes for {err.args[0]}") from None
-    except ValueError:
-        raise GenzooError(f"corrupt data file {attributes}: rows must hold {len(attribute_names)} values") from None
-    if values.shape[1:] != (len(attribute_names),) or not np.isin(values, (-1, 1)).all():
-        raise GenzooError(f"corrupt data file {attributes}: rows must hold {len(attribute_names)} values of -1 or 1")
-    return names, splits, attribute_names, (values > 0).astype(np.int64)
+    return names, splits, attribute_names, values
 
 
 def _image_folder() -> Path | None:
@@ -190,15 +187,19 @@ def celeba_images(names: list[str], size: int) -> np.ndarray:
 
 
 @datasets.register("celeba")
-def celeba(size: int = CELEBA_SIZE) -> ImageDataset:
+def celeba(size: int = CELEBA_SIZE, attributes: tuple[str, ...] | None = None) -> ImageDataset:
     """CelebA (Liu et al. 2015), aligned and cropped: 162,770 / 19,867 / 19,962 faces (the official partition),
-    centre-cropped and resized to ``size`` (64 by default), with their 40 binary attributes as labels."""
-    names, splits, _, attributes = read_celeba_lists(_celeba_file(CELEBA_PARTITION), _celeba_file(CELEBA_ATTRIBUTES))
+    centre-cropped and resized to ``size`` (64 by default), with their 40 binary attributes as labels, or the
+    ``attributes`` chosen (``celeba?attributes=Black_Hair,Blond_Hair,Brown_Hair,Male,Young``, StarGAN's five)."""
+    partition, attribute_list = _celeba_file(CELEBA_PARTITION), _celeba_file(CELEBA_ATTRIBUTES)
+    names, splits, attribute_names, values = read_celeba_lists(partition, attribute_list)
+    if attributes is not None:  # a wrong name fails before minutes of decoding
+        attribute_columns(attributes, attribute_names, "celeba")
     images = torch.from_numpy(celeba_images(names, size)).permute(0, 3, 1, 2).contiguous()
-    labels = torch.from_numpy(attributes)
+    labels = torch.from_numpy(values)
     part = {split: torch.from_numpy(np.flatnonzero(splits == split)) for split in (0, 1, 2)}
     source = f"CelebA aligned and cropped, official partition, centre crop resized to {size}x{size}"
-    return ImageDataset(
+    dataset = ImageDataset(
         "celeba",
         images[part[0]],
         images[part[2]],
@@ -207,4 +208,6 @@ def celeba(size: int = CELEBA_SIZE) -> ImageDataset:
         256,
         source,
         valid=images[part[1]],
+        attributes=tuple(attribute_names),
     )
+    return select_attributes(dataset, attributes)

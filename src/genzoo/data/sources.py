@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from genzoo.data import ImageDataset
+from genzoo.data.attributes import ATTRIBUTE_LISTS, read_attribute_list, select_attributes
 from genzoo.data.files import cache_dir, fetch, find_file
 from genzoo.data.images import IMAGE_SUFFIXES, read_image_file
 from genzoo.errors import DataUnavailable, GenzooError
@@ -211,44 +212,135 @@ def digits() -> ImageDataset:
     return ImageDataset("digits", images[train], images[test], labels[train], labels[test], 256, source)
 
 
-def load_folder(path: str, size: int = 32, test_fraction: float = 0.1) -> ImageDataset:
-    """A user's image files (PNG, JPEG, ...), centre-cropped to a square and resized to ``size`` x ``size`` (the
-    dataset name ``folder:PATH?size=64`` sets it); sub-folder names become class labels,
-    or, when the folder holds a ``captions.txt`` (``filename<TAB>caption`` lines), each image's caption does, as a
-    row of byte codes (:func:`genzoo.data.captions.caption_codes`; text2image trains on them)."""
-    from genzoo.data.captions import CAPTIONS_FILE, caption_codes, read_captioned_folder
+def image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` (sub-folders too), sorted."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
+
+def folder_root(path: str, label: str) -> Path:
+    """``path`` as a directory, or a one-line error saying ``label`` (the dataset's name for it) is none."""
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise GenzooError(f"folder:{path} is not a directory")
-    captioned = (root / CAPTIONS_FILE).exists()
-    if captioned:
-        files, sentences = read_captioned_folder(root)
-    else:
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        raise GenzooError(f"{label} is not a directory")
+    return root
+
+
+def check_image_count(files: list[Path], where: str) -> None:
     if len(files) < 2:
         found = "only one image" if files else "no images"
         kinds = ", ".join(IMAGE_SUFFIXES)
-        raise GenzooError(f"folder:{path} has {found} ({kinds}); training holds some out for testing")
+        raise GenzooError(f"{where} has {found} ({kinds}); training holds some out for testing")
+
+
+def read_pictures(files: list[Path], size: int) -> np.ndarray:
+    """The files centre-cropped to squares and resized to ``size``, uint8 RGB [N, size, size, 3]."""
+    return np.stack([read_image_file(file, "RGB", (size, size), crop=True) for file in files])
+
+
+def as_images(pictures: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> [N, C, H, W]: one grey channel when every picture is grey, else RGB."""
+    grey = bool(np.all(pictures[..., :1] == pictures))
+    return torch.from_numpy(pictures[..., :1] if grey else pictures).permute(0, 3, 1, 2).contiguous()
+
+
+def held_out(count: int, test_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(test, train) indices of ``count`` >= 2 images: a seeded (seed 0) ``test_fraction`` of them, at least one."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(0))
+    n_test = max(1, int(count * test_fraction))
+    return order[:n_test], order[n_test:]
+
+
+def load_folder(
+    path: str, size: int = 32, attributes: tuple[str, ...] | None = None, test_fraction: float = 0.1
+) -> ImageDataset:
+    """A user's image files (PNG, JPEG, ...), centre-cropped to a square and resized to ``size`` x ``size`` (the
+    dataset name ``folder:PATH?size=64`` sets it); sub-folder names become class labels,
+    or, when the folder holds a ``captions.txt`` (``filename<TAB>caption`` lines), each image's caption does, as a
+    row of byte codes (:func:`genzoo.data.captions.caption_codes`; text2image trains on them), or, when it holds an
+    ``attributes.txt`` / ``attributes.csv`` (:mod:`genzoo.data.attributes`), the images' 0/1 attributes do
+    (StarGAN trains on them; ``?attributes=A,B`` keeps some)."""
+    from genzoo.data.captions import CAPTIONS_FILE, caption_codes, read_captioned_folder
+
+    root = folder_root(path, f"folder:{path}")
+    captioned = (root / CAPTIONS_FILE).exists()
+    attribute_list = next((root / name for name in ATTRIBUTE_LISTS if (root / name).exists()), None)
+    if captioned and attribute_list is not None:
+        raise GenzooError(f"folder:{path} holds both {CAPTIONS_FILE} and {attribute_list.name}; keep one of them")
+    if attributes is not None and attribute_list is None:
+        raise GenzooError(f"folder:{path} has no {' or '.join(ATTRIBUTE_LISTS)} to choose attributes from")
+    names: list[str] = []
+    if captioned:
+        files, sentences = read_captioned_folder(root)
+    elif attribute_list is not None:
+        files, names, rows = read_attributed_folder(root, attribute_list)
+    else:
+        files = image_files(root)
+    check_image_count(files, f"folder:{path}")
     classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
-    pictures = [read_image_file(file, "RGB", (size, size), crop=True) for file in files]
-    array = np.stack(pictures)  # [N, H, W, 3]
-    grey = bool(np.all(array[..., :1] == array))
-    images = torch.from_numpy(array[..., :1] if grey else array).permute(0, 3, 1, 2).contiguous()
+    images = as_images(read_pictures(files, size))
     if captioned:
         labels = caption_codes(sentences)
+    elif attribute_list is not None:
+        labels = torch.from_numpy(np.stack(rows))
     else:
         labels = torch.tensor([classes.index(p.parent.relative_to(root).as_posix()) for p in files])
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
-    n_test = max(1, int(len(files) * test_fraction))  # at least two files, checked above
-    test, train = order[:n_test], order[n_test:]
-    label_or_none = (lambda idx: labels[idx]) if captioned or len(classes) > 1 else (lambda idx: None)
-    return ImageDataset(
+    test, train = held_out(len(files), test_fraction)
+    labelled = captioned or attribute_list is not None or len(classes) > 1
+    label_or_none = (lambda idx: labels[idx]) if labelled else (lambda idx: None)
+    kind = ", captioned" if captioned else f", {len(names)} attributes" if attribute_list is not None else ""
+    dataset = ImageDataset(
         f"folder:{path}",
         images[train],
         images[test],
         label_or_none(train),
         label_or_none(test),
         256,
-        f"image folder {root} ({len(files)} images, {size}x{size}{', captioned' if captioned else ''})",
+        f"image folder {root} ({len(files)} images, {size}x{size}{kind})",
+        attributes=tuple(names) if attribute_list is not None else None,
+    )
+    return select_attributes(dataset, attributes)
+
+
+def read_attributed_folder(root: Path, listing: Path) -> tuple[list[Path], list[str], list[np.ndarray]]:
+    """(image paths, sorted; attribute names; 0/1 values per image) of a folder with an attribute list. Every
+    image in the folder must be listed, and every listed file must exist."""
+    names, values = read_attribute_list(listing)
+    for name in values:
+        if not (root / name).resolve().is_relative_to(root.resolve()):
+            raise GenzooError(f"{listing}: {name} is outside {root}")
+        if not (root / name).is_file():
+            raise GenzooError(f"{listing}: no image {name} in {root}")
+    for image in image_files(root):
+        if image.relative_to(root).as_posix() not in values:
+            raise GenzooError(f"image {image} has no line in {listing}")
+    files = sorted(root / name for name in values)
+    return files, names, [values[file.relative_to(root).as_posix()] for file in files]
+
+
+def load_folder_pair(path_a: str, path_b: str, size: int = 32, test_fraction: float = 0.1) -> ImageDataset:
+    """Two folders of unpaired images, domain A and domain B (``folders:PATH_A,PATH_B``; CycleGAN trains on them):
+    each read as ``folder:`` reads one (centre crop to ``size``), both grey when every image is grey, else both RGB;
+    a seeded ``test_fraction`` of each folder held out. Labels are the domains as 0/1 attributes [N, 2] named A
+    and B (every image has exactly one)."""
+    name = f"folders:{path_a},{path_b}"
+    roots = [folder_root(path, f"{name}: {path}") for path in (path_a, path_b)]
+    files = [image_files(root) for root in roots]
+    for found, path in zip(files, (path_a, path_b)):
+        check_image_count(found, f"{name}: {path}")
+    images = as_images(read_pictures([*files[0], *files[1]], size))
+    domain = torch.tensor([0] * len(files[0]) + [1] * len(files[1]))
+    labels = torch.nn.functional.one_hot(domain, 2)
+    splits = [held_out(len(found), test_fraction) for found in files]
+    offset = torch.tensor([0, len(files[0])])
+    test = torch.cat([part + offset[d] for d, (part, _) in enumerate(splits)])
+    train = torch.cat([part + offset[d] for d, (_, part) in enumerate(splits)])
+    return ImageDataset(
+        name,
+        images[train],
+        images[test],
+        labels[train],
+        labels[test],
+        256,
+        f"image folders A: {roots[0]} ({len(files[0])} images), B: {roots[1]} ({len(files[1])} images), {size}x{size}",
+        attributes=("A", "B"),
     )

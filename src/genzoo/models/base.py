@@ -21,7 +21,9 @@ and may override:
 - the schedule: a ``decay_fraction`` default in ``Config`` (the rates decay linearly to 0 over that share of the
   planned batches; the engine sets them before each batch) and ``decayed_optimizers`` (which optimizers follow
   it; default all);
-- ``figures(x)``: extra images for the run directory.
+- ``figures(x)``: extra images for the run directory;
+- ``settings_for_data(dataset, settings)``: settings read off the data before the model is built (stored in the
+  run's config; the translation models take their attribute names from it).
 
 ``genzoo.models.template`` is the smallest complete model.
 """
@@ -211,6 +213,13 @@ class GenerativeModel(nn.Module):
         if getattr(self.config, "channels_last", False):
             return images.contiguous(memory_format=torch.channels_last)
         return images
+
+    @classmethod
+    def settings_for_data(cls, dataset: Any, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings a run on ``dataset`` (an :class:`genzoo.data.ImageDataset`) trains with: ``settings`` with
+        what the model reads off the data filled in (the translation models' attribute names), checked against it.
+        Called before the model is built; the result is what the run's config stores. Default: unchanged."""
+        return settings
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(self.parameters(), self.config.lr)}

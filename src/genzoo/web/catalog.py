@@ -102,6 +102,8 @@ def controls(model: GenerativeModel) -> dict[str, Any]:
         if model.name == "cyclegan":
             domains = {"A": model.config.domain_a, "B": model.config.domain_b}
             return {"targets": [{"value": value, "label": label} for value, label in domains.items()]}
+        if model.named_attributes:  # each attribute set, cleared (-NAME) or kept
+            return {"groups": {name: [name, f"-{name}"] for name in model.config.attributes}}
         from genzoo.data.domains import ATTRIBUTE_GROUPS
 
         return {"groups": {group: list(values) for group, values in ATTRIBUTE_GROUPS.items()}}

@@ -6,6 +6,14 @@ How two unpaired domains reach a model through the generic engine: the attribute
 model splits (CycleGAN) or relabels (StarGAN) the batch by those labels; since no source image appears twice,
 the images of two domains never share a source and no pairing leaks. The engine stays unaware of domains.
 
+Data with named 0/1 attributes (:mod:`genzoo.data.attributes`: CelebA, a folder with ``attributes.txt``, the
+domains A and B of ``folders:PATH_A,PATH_B``) reach the models the same way, as rows [N, K] without a class
+column; :meth:`TranslationModel.settings_for_data` writes the names into the config (``attributes``), so a run
+rebuilds its model and parses ``--to`` without the data. Such images have no training-free attribute reader and
+no class, so their evaluation is the cycle / reconstruction error, what the models' own classifiers read, and the
+Fréchet distance in the data's feature net when one exists (:func:`sample_metric_features`; otherwise the report
+says why it is left out).
+
 Shared here: the settings both models have (:class:`TranslationConfig`), the L1 cycle / reconstruction loss, a
 persistent buffer of real example images seen in training (``sample`` translates them, so ``genzoo sample RUN`` and
 the run's samples.png need no data files), the linear learning-rate decay, the measured evaluation (attributes
@@ -23,7 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genzoo.config import added_later
+from genzoo.config import added_later, build_config
+from genzoo.data import ImageDataset, split_options
 from genzoo.data.domains import base_dataset_of, canonical_grey, read_attributes
 from genzoo.data.images import read_image_file
 from genzoo.errors import GenzooError
@@ -32,6 +41,10 @@ from genzoo.nn.translation import Normalization
 
 EXAMPLES = 64  # real training images kept in the weights for ``sample``
 EVAL_CHUNK = 250
+ATTRIBUTE_DATA = (
+    "attribute labels [class, thickness, slant, colour, background] (mnist-attributes, fashion-attributes) or "
+    "named attributes (folders:PATH_A,PATH_B; celeba; a folder with attributes.txt)"
+)
 
 
 def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
@@ -80,6 +93,9 @@ class TranslationConfig(TrainConfig):
     decay_fraction: float = 0.5  # the rates decay linearly to 0 over the second half of --max-steps
     ema_decay: float = 0.0  # > 0: translations and evaluation use this average of the generators' weights
     eval_images: int = 1000  # test images (from the start of the split) that evaluate uses
+    # the data's named 0/1 attributes, filled in from the data (celeba?attributes=..., a folder's attributes.txt,
+    # A and B of folders:); empty: the attribute groups of mnist-attributes / fashion-attributes
+    attributes: tuple[str, ...] = ()
 
 
 class TranslationModel(GenerativeModel):
@@ -116,13 +132,46 @@ class TranslationModel(GenerativeModel):
             raise GenzooError(f"{self.name} has seen no images yet; train it, or use `genzoo translate`")
         return self.examples[torch.arange(n) % count]
 
-    def check_labels(self, labels: Tensor | None) -> Tensor:
-        if labels is None or labels.dim() != 2 or labels.shape[1] != 5:
+    @classmethod
+    def settings_for_data(cls, dataset: ImageDataset, settings: dict[str, Any]) -> dict[str, Any]:
+        """``settings`` with ``attributes`` set to the data's named attributes, if it has them; data without
+        them must be an attribute view (labels [class, thickness, slant, colour, background])."""
+        config = build_config(cls.Config, settings)
+        if dataset.attributes is None:
+            if config.attributes:
+                raise GenzooError(f"{cls.name}: attributes come from the data, and {dataset.name} names none")
+            labels = dataset.train_labels
+            if labels is None or labels.dim() != 2 or labels.shape[1] != 5:
+                raise GenzooError(f"{cls.name} cannot translate {dataset.name}: {ATTRIBUTE_DATA}")
+            return settings
+        if config.attributes and tuple(config.attributes) != dataset.attributes:
+            base = split_options(dataset.name)[0]
             raise GenzooError(
-                f"{self.name} needs attribute labels [class, thickness, slant, colour, background]; "
-                "train it on mnist-attributes or fashion-attributes"
+                f"{cls.name}: attributes {','.join(config.attributes)} are not those of {dataset.name} "
+                f"({','.join(dataset.attributes)}); choose them with --data {base}?attributes=NAME,NAME"
             )
+        return {**settings, "attributes": dataset.attributes}
+
+    @property
+    def named_attributes(self) -> bool:
+        """Whether the model translates between named 0/1 attributes (else the digit attribute groups)."""
+        return bool(self.config.attributes)
+
+    def check_labels(self, labels: Tensor | None) -> Tensor:
+        if self.named_attributes:
+            names = self.config.attributes
+            if labels is None or labels.dim() != 2 or labels.shape[1] != len(names):
+                raise GenzooError(f"{self.name} was built for the attributes {', '.join(names)}; "
+                                  f"these labels are not theirs")  # fmt: skip
+            return labels
+        if labels is None or labels.dim() != 2 or labels.shape[1] != 5:
+            raise GenzooError(f"{self.name} needs {ATTRIBUTE_DATA}")
         return labels
+
+    def attribute_values(self, labels: Tensor) -> Tensor:
+        """The attribute columns of checked labels, [N, G]: all of them, or all but the digit views' class."""
+        labels = self.check_labels(labels)
+        return labels if self.named_attributes else labels[:, 1:]
 
     def adam(self, parameters: Any, lr: float) -> torch.optim.Optimizer:
         return adam(parameters, lr, (self.config.beta1, self.config.beta2))
@@ -168,3 +217,27 @@ def attribute_report(translated: Tensor, targets: Tensor, groups: list[int], pre
     if others:
         report[f"{prefix}other_attributes_kept"] = float(hits[:, others].all(1).float().mean())
     return report
+
+
+def sample_metric_features(data: str | None) -> tuple[Any, str | None]:
+    """(the feature net of ``data`` for the Fréchet distance, or None; why it is missing, or None). The net of a
+    dataset with chosen attributes is that of the whole dataset (the images are the same)."""
+    from genzoo.metrics.features import FeatureNetMissing, load_feature_net
+
+    if data is None:
+        return None, "no dataset named, so no feature net"
+    base, options = split_options(data)
+    whole = base + (f"?size={options['size']}" if "size" in options else "")
+    try:
+        return load_feature_net(whole), None
+    except FeatureNetMissing as err:
+        return None, str(err)
+
+
+def frechet_distance_in(net: Any, real: Tensor, generated: Tensor) -> float:
+    """Fréchet distance of images in [0, 1] [N, C, H, W] in the feature space of ``net``."""
+    from genzoo.metrics.sample_quality import frechet_distance_of_features
+
+    return frechet_distance_of_features(
+        net.features_and_probabilities(real)[0], net.features_and_probabilities(generated)[0]
+    )

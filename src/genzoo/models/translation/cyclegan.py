@@ -20,6 +20,8 @@ PatchGAN discriminators (:mod:`genzoo.nn.translation`), scaled to 28x28: generat
 (the paper: 64 and 6-9), PatchGAN width 32 with a 26-pixel receptive field (the paper: 64 and 70). Domains A and B
 are attribute values of :mod:`genzoo.data.domains` ("thin" / "thick", or several, "white,dark"); each batch is
 split by its labels, and every source image is rendered once, so A and B never share a source.
+On two folders of unpaired images (``--data folders:PATH_A,PATH_B``), A is the first folder and B the second; on
+other data with named attributes (celeba), ``domain_a`` / ``domain_b`` name them ("Blond_Hair", "-Male": without).
 
 Departures (each measured: benchmarks/log/translation.md):
 - The generators down-sample once (residual blocks at 14x14), not twice: at 28x28 a 7x7 bottleneck blurred the
@@ -43,6 +45,8 @@ import torch
 from torch import Tensor, nn
 
 from genzoo.config import added_later
+from genzoo.data import ImageDataset
+from genzoo.data.attributes import parse_attribute_values
 from genzoo.data.domains import GROUPS, parse_attributes, read_attributes
 from genzoo.errors import GenzooError
 from genzoo.losses import discriminator_loss, generator_loss
@@ -57,6 +61,8 @@ from genzoo.models.translation.base import (
     classifier_for,
     classify,
     cycle_loss,
+    frechet_distance_in,
+    sample_metric_features,
     with_noise,
 )
 from genzoo.nn.translation import (
@@ -80,11 +86,12 @@ class CycleGANConfig(TranslationConfig):
     pool_size: int = 50
 
 
-def domain_members(labels: Tensor, domain: dict[int, int]) -> Tensor:
-    """Rows [N] (bool) whose attribute values (label columns 1..) match every group of ``domain``."""
+def domain_members(labels: Tensor, domain: dict[int, int], first: int = 1) -> Tensor:
+    """Rows [N] (bool) whose attribute values (label columns ``first``.., after the digit views' class column by
+    default) match every group of ``domain``."""
     match = torch.ones(len(labels), dtype=torch.bool, device=labels.device)
     for group, value in domain.items():
-        match &= labels[:, 1 + group] == value
+        match &= labels[:, first + group] == value
     return match
 
 
@@ -109,8 +116,10 @@ class CycleGAN(TranslationModel):
         multiple = max(4, 2**config.downsamplings)  # the PatchGAN halves twice, the generator per down-sampling
         if height % multiple or width % multiple:
             raise GenzooError(f"cyclegan needs image sides divisible by {multiple}, got {height}x{width}")
-        self.domain_a, self.domain_b = parse_attributes(config.domain_a), parse_attributes(config.domain_b)
-        if not any(self.domain_a.get(g, v) != v for g, v in self.domain_b.items()):
+        self.domain_a, self.domain_b = self.parse_domain(config.domain_a), self.parse_domain(config.domain_b)
+        # attribute values of one group exclude each other; named attributes may both hold, they must only differ
+        conflict = any(self.domain_a.get(g, v) != v for g, v in self.domain_b.items())
+        if not (conflict or self.named_attributes and self.domain_a != self.domain_b):
             raise GenzooError(f"domains {config.domain_a!r} and {config.domain_b!r} overlap; they must differ")
         generator = functools.partial(
             ResnetGenerator,
@@ -127,6 +136,31 @@ class CycleGAN(TranslationModel):
         self.discriminator_b = PatchDiscriminator(channels, height, config.discriminator_width)
         self.pool_a = ImagePool(config.pool_size, self.image_shape)
         self.pool_b = ImagePool(config.pool_size, self.image_shape)
+
+    @classmethod
+    def settings_for_data(cls, dataset: ImageDataset, settings: dict[str, Any]) -> dict[str, Any]:
+        """Named attributes also give the domains, when the data has two (the A and B of ``folders:``) and the
+        settings name none; with more, the settings must name both."""
+        settings = super().settings_for_data(dataset, settings)
+        names = dataset.attributes
+        if names is None or {"domain_a", "domain_b"} <= settings.keys():
+            return settings
+        if len(names) != 2:
+            raise GenzooError(
+                f"cyclegan on {dataset.name} needs its two domains: --set domain_a=NAME --set domain_b=NAME "
+                f"(attributes, -NAME for without: {', '.join(names)})"
+            )
+        return {"domain_a": names[0], "domain_b": names[1], **settings}
+
+    def parse_domain(self, spec: str) -> dict[int, int]:
+        """A domain as {attribute position: value}: attribute values of the digit views, or named attributes."""
+        if self.named_attributes:
+            return parse_attribute_values(spec, self.config.attributes, "the data")
+        return parse_attributes(spec)
+
+    def members(self, labels: Tensor, domain: dict[int, int]) -> Tensor:
+        """Rows [N] (bool) of checked labels in ``domain``."""
+        return domain_members(self.check_labels(labels), domain, 0 if self.named_attributes else 1)
 
     def training_only_modules(self) -> tuple[str, ...]:
         critics_and_pools = ("discriminator_a", "discriminator_b", "pool_a", "pool_b")
@@ -161,9 +195,9 @@ class CycleGAN(TranslationModel):
                 "fake_a": fake_a, "fake_b": fake_b}  # fmt: skip
 
     def training_step(self, batch: dict[str, Tensor], step: Step) -> dict[str, Tensor]:
-        labels = self.check_labels(batch.get("y"))
-        real_a = batch["x"][domain_members(labels, self.domain_a)]
-        real_b = batch["x"][domain_members(labels, self.domain_b)]
+        labels = batch.get("y")
+        real_a = batch["x"][self.members(labels, self.domain_a)]
+        real_b = batch["x"][self.members(labels, self.domain_b)]
         if len(real_a) == 0 or len(real_b) == 0:
             return {}
         self.remember_examples(real_a)
@@ -202,7 +236,10 @@ class CycleGAN(TranslationModel):
     @torch.no_grad()
     def figures(self, x: Tensor) -> dict[str, Tensor]:
         """translations.png: rows of A, G(A), F(G(A)) for 8 test images of domain A (labels unknown here, so
-        domain membership is read from the images)."""
+        domain membership is read from the images; images with named attributes cannot be read: the first 8)."""
+        if self.named_attributes:
+            forward = self.translate(x[:8], "B")
+            return {"translations.png": torch.stack([x[:8], forward, self.translate(forward, "A")])}
         measured = read_attributes((x + 1) / 2)
         in_a = torch.ones(len(x), dtype=torch.bool)
         for group, value in self.domain_a.items():
@@ -218,6 +255,8 @@ class CycleGAN(TranslationModel):
         translated vs real target images in the classifier's feature space."""
         labels = self.check_labels(labels)[: self.config.eval_images]
         x = x[: self.config.eval_images]
+        if self.named_attributes:
+            return self.evaluate_named(x, labels, data or getattr(self, "run_config", {}).get("data"))
         classifier = classifier_for(data or getattr(self, "run_config", {}).get("data"))
         report: dict[str, Any] = {"domain_a": self.config.domain_a, "domain_b": self.config.domain_b}
         forward_ab, forward_ba = self.translators
@@ -250,4 +289,31 @@ class CycleGAN(TranslationModel):
             (read_attributes((x + 1) / 2) == labels[:, 1:]).float().mean()
         )
         report["groups"] = list(GROUPS)
+        return report
+
+    def evaluate_named(self, x: Tensor, labels: Tensor, data: str | None) -> dict[str, Any]:
+        """Both directions on test images with named attributes (a user's folders, celeba), which have no attribute
+        reader and no class: the L1 cycle error (in [0, 1] units) and, when the data has a feature net, the
+        Fréchet distance of translated vs real target-domain images; else the report says why it is left out."""
+        net, skipped = sample_metric_features(data)
+        report: dict[str, Any] = {"domain_a": self.config.domain_a, "domain_b": self.config.domain_b}
+        forward_ab, forward_ba = self.translators
+        directions = (("a_to_b", self.domain_a, self.domain_b, forward_ab, forward_ba),
+                      ("b_to_a", self.domain_b, self.domain_a, forward_ba, forward_ab))  # fmt: skip
+        for name, source_domain, target_domain, forward, backward in directions:
+            images, real_targets = x[self.members(labels, source_domain)], x[self.members(labels, target_domain)]
+            report[f"{name}_images"] = len(images)
+            if len(images) == 0:
+                continue
+            translated = torch.cat([forward(part) for part in images.split(EVAL_CHUNK)])
+            cycled = torch.cat([backward(part) for part in translated.split(EVAL_CHUNK)])
+            report[f"{name}_cycle_l1"] = float(cycle_loss(cycled, images)) / 2
+            if net is not None and min(len(images), len(real_targets)) > 1:
+                distance = frechet_distance_in(net, (real_targets + 1) / 2, (translated + 1) / 2)
+                report[f"{name}_frechet_distance"] = distance
+        if net is not None:
+            report["feature_net"] = net.name
+        else:
+            report["sample_metrics_skipped"] = skipped
+        report["attributes"] = list(self.config.attributes)
         return report

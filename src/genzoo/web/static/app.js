@@ -366,7 +366,8 @@ const PAGES = {
           label.append(choice);
           targets.append(label);
         }
-        $("select[data-group=colour]", targets).value = "red";
+        const colour = $("select[data-group=colour]", targets);  // absent for named attributes (celeba)
+        if (colour) colour.value = "red";
       }
     });
     $("#translate").addEventListener("click", quietly(async () => {
