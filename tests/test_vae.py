@@ -225,3 +225,18 @@ def test_a_trained_vae_beats_independent_pixels(tmp_path):
     independent = genzoo.train("independent", out=tmp_path / "independent", **common)
     assert vae.metrics["nll_nats"] < independent.metrics["nll_nats"] - 1  # measured: about 3 nats better
     assert vae.metrics["elbo_nll_nats"] > vae.metrics["nll_nats"]
+
+
+@pytest.mark.parametrize("name", ["vae", "aae"])
+def test_evaluation_scores_the_same_weights_the_same_and_leaves_the_callers_randomness(name):
+    settings = {"parzen_samples": 200, "parzen_validation": 20} if name == "aae" else {"eval_k": 8}
+    model = genzoo.create(name, (1, 8, 8), **settings).eval()
+    x = (torch.rand(40, 1, 8, 8) > 0.5).float() if name == "vae" else torch.randint(0, 256, (40, 1, 8, 8)).float()
+    torch.manual_seed(5)
+    first = model.evaluate(x, None, 256 if name == "aae" else 2)
+    after = torch.rand(3)
+    torch.manual_seed(6)
+    second = model.evaluate(x, None, 256 if name == "aae" else 2)
+    assert first == second
+    torch.manual_seed(5)
+    assert torch.equal(torch.rand(3), after)  # evaluate drew nothing from the caller's stream

@@ -30,9 +30,10 @@ and may override:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -118,6 +119,18 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive finite number, got {self.lr}")
         if not 0 <= self.decay_fraction <= 1:
             raise ValueError(f"decay_fraction must be between 0 and 1, got {self.decay_fraction}")
+
+
+EVALUATION_SEED = 0
+
+
+@contextlib.contextmanager
+def seeded_evaluation(device: torch.device) -> Iterator[None]:
+    """An evaluation's random draws (importance samples, a Parzen window's samples) from one fixed seed, so the
+    same weights score the same every time; the caller's random streams are restored afterwards."""
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(EVALUATION_SEED)
+        yield
 
 
 def linear_decay(batch_index: int, max_batches: int | None, decay_fraction: float) -> float:

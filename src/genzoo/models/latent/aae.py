@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from genzoo.errors import GenzooError
 from genzoo.metrics.parzen import parzen_metrics
-from genzoo.models.base import Step, TrainConfig, adam
+from genzoo.models.base import Step, TrainConfig, adam, seeded_evaluation
 from genzoo.models.latent.base import (
     ARCHITECTURES,
     LIKELIHOODS,
@@ -193,17 +193,19 @@ class AAE(LatentModel):
         """Test reconstruction NLL (nats per image) and the Parzen-window log-likelihood of samples, its sigma
         fitted on the first ``parzen_validation`` test images and the rest scored, in [0, 1] pixel space."""
         self.check_levels(levels)
-        reconstruction = sum(
-            float(-self.pixels.log_prob(chunk, self.decoder(self.encode(chunk))).sum()) for chunk in x.split(batch_size)
-        )
+        with seeded_evaluation(x.device):
+            reconstruction = sum(
+                float(-self.pixels.log_prob(chunk, self.decoder(self.encode(chunk))).sum())
+                for chunk in x.split(batch_size)
+            )
+            samples = torch.cat(
+                [
+                    self.sample(min(batch_size, self.config.parzen_samples - start))
+                    for start in range(0, self.config.parzen_samples, batch_size)
+                ]
+            )
         out: dict[str, float] = {"reconstruction_nats": reconstruction / len(x), "test_images": len(x)}
         validation_count = min(self.config.parzen_validation, len(x) // 2)
-        samples = torch.cat(
-            [
-                self.sample(min(batch_size, self.config.parzen_samples - start))
-                for start in range(0, self.config.parzen_samples, batch_size)
-            ]
-        )
         unit = to_unit_range(x, self.input_kind, levels)
         out.update(
             parzen_metrics(

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from genzoo.metrics.iwae import importance_bounds, iwae_objective
-from genzoo.models.base import Step, TrainConfig
+from genzoo.models.base import Step, TrainConfig, seeded_evaluation
 from genzoo.models.latent.base import (
     ARCHITECTURES,
     LIKELIHOODS,
@@ -142,10 +142,11 @@ class VAE(LatentModel):
         self.check_levels(levels)
         k = k or self.config.eval_k
         elbo_sum = iwae_sum = kl_sum = 0.0
-        for chunk in x.split(batch_size):
-            elbo, iwae = self.bounds(chunk, k)
-            elbo_sum, iwae_sum = elbo_sum + float(elbo.sum()), iwae_sum + float(iwae.sum())
-            kl_sum += float(gaussian_kl(*self.posterior(chunk)).sum())
+        with seeded_evaluation(x.device):
+            for chunk in x.split(batch_size):
+                elbo, iwae = self.bounds(chunk, k)
+                elbo_sum, iwae_sum = elbo_sum + float(elbo.sum()), iwae_sum + float(iwae.sum())
+                kl_sum += float(gaussian_kl(*self.posterior(chunk)).sum())
         dims, count = self.dims, len(x)
         offset = dims * math.log(levels) if self.input_kind == "dequantized" else 0.0
         nll, elbo_nll = -iwae_sum / count + offset, -elbo_sum / count + offset
