@@ -60,20 +60,24 @@ def forget_bias_one(conv: nn.Conv2d, hidden: int) -> None:
 # Training scans. Autograd through the per-step Python loop records a dozen small ops per row or diagonal (slices,
 # chunks, concatenations, the zero-filled gradients of slices) and was the bulk of a training step. Both scans are
 # therefore autograd Functions with a hand-written backward: the forward writes gates, cells and hidden states into
-# preallocated buffers laid out so that every step's state-to-state product is one or two matrix multiplies on
-# contiguous blocks, and the backward walks the steps in reverse with the same buffers. They compute eq. (3) exactly
-# as ``lstm_update`` does (tests compare both, values and gradients).
+# preallocated buffers, and the backward walks the steps in reverse over the same buffers. The buffers are
+# feature-major ([features, positions]): a step's gates, cells and states are then blocks whose rows run over all
+# its positions, so the sigmoid and tanh see long contiguous runs (on 16-feature runs, as in [positions, 4h], they
+# were several times slower), and every product is a matrix multiply-add on such blocks. They compute eq. (3)
+# exactly as ``lstm_update`` does (the tests compare values and gradients with a plain autograd version).
 
 
 def _lstm_cell_forward(gates: Tensor, cell_previous: Tensor, cell: Tensor, tanh_cell: Tensor, hidden: Tensor) -> None:
-    """Eq. (3) in place: activates ``gates`` [..., 4h] (o, f, i, g) and writes ``cell``, tanh(cell) and ``hidden``."""
-    h = gates.shape[-1] // 4
-    gates[..., : 3 * h].sigmoid_()
-    gates[..., 3 * h :].tanh_()
-    torch.mul(gates[..., h : 2 * h], cell_previous, out=cell)
-    cell.addcmul_(gates[..., 2 * h : 3 * h], gates[..., 3 * h :])
+    """Eq. (3) in place on feature-major blocks: activates ``gates`` [..., 4h, n] (o, f, i, g along dim -2) and
+    writes ``cell``, tanh(cell) and ``hidden`` [..., h, n]."""
+    h = gates.shape[-2] // 4
+    output_gate, forget_gate, input_gate, candidate = gates.split(h, -2)
+    gates.narrow(-2, 0, 3 * h).sigmoid_()
+    candidate.tanh_()
+    torch.mul(forget_gate, cell_previous, out=cell)
+    cell.addcmul_(input_gate, candidate)
     torch.tanh(cell, out=tanh_cell)
-    torch.mul(gates[..., :h], tanh_cell, out=hidden)
+    torch.mul(output_gate, tanh_cell, out=hidden)
 
 
 def _lstm_cell_backward(
@@ -87,95 +91,93 @@ def _lstm_cell_backward(
 ) -> None:
     """Gradients of :func:`_lstm_cell_forward` (``gates`` activated) given those of the hidden state and of the cell
     from later steps: writes d(pre-activation gates) into ``d_gates`` and d(cell_previous) into ``d_cell_previous``."""
-    h = gates.shape[-1] // 4
-    output_gate, forget_gate, input_gate, candidate = gates.split(h, -1)
-    torch.mul(d_hidden, tanh_cell, out=d_gates[..., :h])
+    h = gates.shape[-2] // 4
+    output_gate, forget_gate, input_gate, candidate = gates.split(h, -2)
+    d_output, d_forget, d_input, d_candidate = d_gates.split(h, -2)
+    torch.mul(d_hidden, tanh_cell, out=d_output)
     d_cell_total = torch.ops.aten.tanh_backward(d_hidden * output_gate, tanh_cell).add_(d_cell)
-    torch.mul(d_cell_total, cell_previous, out=d_gates[..., h : 2 * h])
-    torch.mul(d_cell_total, candidate, out=d_gates[..., 2 * h : 3 * h])
-    torch.mul(d_cell_total, input_gate, out=d_gates[..., 3 * h :])
-    sigmoid_part, tanh_part = d_gates[..., : 3 * h], d_gates[..., 3 * h :]
-    torch.ops.aten.sigmoid_backward.grad_input(sigmoid_part, gates[..., : 3 * h], grad_input=sigmoid_part)
-    torch.ops.aten.tanh_backward.grad_input(tanh_part, candidate, grad_input=tanh_part)
+    torch.mul(d_cell_total, cell_previous, out=d_forget)
+    torch.mul(d_cell_total, candidate, out=d_input)
+    torch.mul(d_cell_total, input_gate, out=d_candidate)
+    sigmoid_part = d_gates.narrow(-2, 0, 3 * h)
+    torch.ops.aten.sigmoid_backward.grad_input(sigmoid_part, gates.narrow(-2, 0, 3 * h), grad_input=sigmoid_part)
+    torch.ops.aten.tanh_backward.grad_input(d_candidate, candidate, grad_input=d_candidate)
     torch.mul(d_cell_total, forget_gate, out=d_cell_previous)
 
 
 class RowScan(torch.autograd.Function):
     """One Row LSTM layer's input-to-state products and recurrence over the rows.
 
-    ``x`` [H, B, W, 2h]: the layer's input; ``own``, ``left`` [4h, 2h] and ``bias`` [4h]: K_is's taps at the position
+    ``x`` [2h, H, B, W]: the layer's input; ``own``, ``left`` [4h, 2h] and ``bias`` [4h]: K_is's taps at the position
     and at its left neighbour (the right tap is masked to zero); ``weight`` [4h, 3h]: K_ss as ``nn.Linear`` stores it
-    (input feature = channel * 3 + tap; taps left, centre, right). Returns the hidden states [H, B, W, h].
+    (input feature = channel * 3 + tap; taps left, centre, right). Returns the hidden states [h, H, B, W].
 
-    Inputs, gates and states are kept with a zero column on either side of each row ([H, B, W + 2, features]):
-    read as one matrix of rows, a position's left neighbour is the previous matrix row and the tap t of its K_ss
-    window the state row p - 1 + t, so every product is a multiply-add on contiguous blocks (the rows of the padding
-    columns are computed and never read).
+    Inputs, gates and states carry a zero column on either side of each image row ([features, H, B (W + 2)]): along
+    a row of positions, a position's left neighbour is then the previous column and the tap t of its K_ss window
+    the state column p - 1 + t, so all products are multiply-adds on column-shifted blocks. The padding columns are
+    computed along and their states reset to zero.
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, x: Tensor, own: Tensor, left: Tensor, bias: Tensor, weight: Tensor) -> Tensor:
-        height, batch, width, _ = x.shape
+        _, height, batch, width = x.shape
         h = own.shape[0] // 4
-        padded = batch * (width + 2)
-        taps = weight.view(4 * h, h, 3).permute(2, 1, 0)  # [3, h, 4h]
-        inputs = F.pad(x, (0, 0, 1, 1)).view(height * padded, -1)
-        gates = torch.addmm(bias, inputs, own.T)
-        gates[1:].addmm_(inputs[:-1], left.T)
-        gates = gates.view(height, batch, width + 2, 4 * h)
-        hidden = x.new_zeros(height + 1, batch, width + 2, h)  # row 0: the zero state above the image
-        cell = x.new_zeros(height + 1, batch, width, h)
-        tanh_cell = x.new_empty(height, batch, width, h)
+        padded = batch * (width + 2)  # columns of one row
+        taps = weight.view(4 * h, h, 3).permute(2, 0, 1)  # [3, 4h, h]
+        inputs = F.pad(x, (1, 1)).view(-1, height * padded)
+        gates = torch.addmm(bias[:, None], own, inputs)  # [4h, H * padded]
+        gates[:, 1:].addmm_(left, inputs[:, :-1])
+        gates = gates.view(4 * h, height, padded)
+        hidden = x.new_zeros(h, height + 1, padded)  # row 0: the zero state above the image
+        cell = x.new_zeros(h, height + 1, padded)
+        tanh_cell = x.new_empty(h, height, padded)
         for row in range(height):
-            rows = gates[row].view(padded, 4 * h)[1 : padded - 1]
-            above = hidden[row].view(padded, h)
             for tap in range(3):
-                rows.addmm_(above[tap : tap + padded - 2], taps[tap])
-            _lstm_cell_forward(
-                gates[row, :, 1 : width + 1], cell[row], cell[row + 1], tanh_cell[row], hidden[row + 1, :, 1 : width + 1]
-            )
+                gates[:, row, 1:-1].addmm_(taps[tap], hidden[:, row, tap : tap + padded - 2])
+            _lstm_cell_forward(gates[:, row], cell[:, row], cell[:, row + 1], tanh_cell[:, row], hidden[:, row + 1])
+            hidden[:, row + 1].view(h, batch, width + 2)[:, :, :: width + 1] = 0
         ctx.save_for_backward(inputs, gates, cell, tanh_cell, hidden, own, left, taps)
-        return hidden[1:, :, 1 : width + 1].clone()
+        return hidden[:, 1:].view(h, height, batch, width + 2)[..., 1:-1].clone()
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_output: Tensor) -> tuple[Tensor, ...]:
         inputs, gates, cell, tanh_cell, hidden, own, left, taps = ctx.saved_tensors
-        height, batch, width, h = d_output.shape
+        h, height, batch, width = d_output.shape
         padded = batch * (width + 2)
         d_gates = torch.empty_like(gates)
-        d_gates[:, :, 0], d_gates[:, :, width + 1] = 0, 0  # the padding columns are summed over below
         d_hidden = torch.zeros_like(hidden)
-        d_hidden[1:, :, 1 : width + 1] = d_output
+        d_hidden[:, 1:].view(h, height, batch, width + 2)[..., 1:-1] = d_output
         d_cell = torch.zeros_like(cell)
         for row in reversed(range(height)):
+            # The padding columns' hidden states are reset to zero: no gradient flows through them, and so their
+            # gates' gradients (summed over below) are zero.
+            d_hidden[:, row + 1].view(h, batch, width + 2)[:, :, :: width + 1] = 0
             _lstm_cell_backward(
-                d_hidden[row + 1, :, 1 : width + 1],
-                d_cell[row + 1],
-                gates[row, :, 1 : width + 1],
-                tanh_cell[row],
-                cell[row],
-                d_gates[row, :, 1 : width + 1],
-                d_cell[row],
+                d_hidden[:, row + 1],
+                d_cell[:, row + 1],
+                gates[:, row],
+                tanh_cell[:, row],
+                cell[:, row],
+                d_gates[:, row],
+                d_cell[:, row],
             )
             if row > 0:
-                rows = d_gates[row].view(padded, 4 * h)[1 : padded - 1]
-                above = d_hidden[row].view(padded, h)
                 for tap in range(3):
-                    above[tap : tap + padded - 2].addmm_(rows, taps[tap].T)
-        d_gates = d_gates.view(-1, 4 * h)
-        all_above = hidden[:height].view(-1, h)
-        d_taps = torch.stack([all_above[tap : tap + len(d_gates) - 2].T @ d_gates[1:-1] for tap in range(3)])
-        d_inputs = d_gates @ own
-        d_inputs[:-1].addmm_(d_gates[1:], left)
-        d_x = d_inputs.view(height, batch, width + 2, -1)[:, :, 1 : width + 1]
+                    d_hidden[:, row, tap : tap + padded - 2].addmm_(taps[tap].T, d_gates[:, row, 1:-1])
+        d_gates = d_gates.view(4 * h, -1)
+        all_above = hidden[:, :height].reshape(h, -1)
+        columns = d_gates.shape[1]
+        d_taps = torch.stack([d_gates[:, 1:-1] @ all_above[:, tap : tap + columns - 2].T for tap in range(3)])
+        d_inputs = own.T @ d_gates
+        d_inputs[:, :-1].addmm_(left.T, d_gates[:, 1:])
         return (
-            d_x,
-            d_gates.T @ inputs,
-            d_gates[1:].T @ inputs[:-1],
-            d_gates.sum(0),
-            d_taps.permute(2, 1, 0).reshape(4 * h, 3 * h),  # [3, h, 4h] -> K_ss's layout
+            d_inputs.view(-1, height, batch, width + 2)[..., 1:-1],
+            d_gates @ inputs.T,
+            d_gates[:, 1:] @ inputs[:, :-1].T,
+            d_gates.sum(1),
+            d_taps.permute(1, 2, 0).reshape(4 * h, 3 * h),  # [3, 4h, h] -> K_ss's layout
         )
 
 
@@ -183,13 +185,13 @@ class RowScan(torch.autograd.Function):
 def _diagonal_geometry(height: int, width: int) -> tuple[list[tuple[int, int, int]], Tensor, ...]:
     """Index maps of the Diagonal BiLSTM scan, for one image size.
 
-    Cells are numbered diagonal by diagonal (d = i + j), rows in order within a diagonal. The state buffers have a
-    slot per (diagonal + 1, row + 1) over [W + H] x [H + 1]: slot (0, *) and (*, 0) and every slot outside the image
-    stay zero, so a cell's upper neighbour (i - 1, j) is slot (d, i) and its left neighbour (i, j - 1) slot
-    (d, i + 1), whether inside the image or not. The right-to-left direction is the same scan on the mirrored image.
-    Returns: per diagonal (first row, rows, first cell); per direction, the image position of each cell; the slots
-    of each cell's upper and left neighbours; per image position, the slot of its left-to-right state and of the
-    right-to-left state of the position above it (slot 0, zero, on the first row).
+    Cells are numbered diagonal by diagonal (d = i + j), rows in order within a diagonal. The states have a slot per
+    (diagonal + 1, row + 1) over [W + H] x [H + 1]: slots (0, *) and (*, 0) and every slot outside the image stay
+    zero, so a cell's upper neighbour (i - 1, j) is slot (d, i) and its left neighbour (i, j - 1) slot (d, i + 1),
+    whether inside the image or not. The right-to-left direction is the same scan on the mirrored image.
+    Returns: per diagonal (first row, rows, first cell); per direction, the image position (i W + j) of each cell;
+    the slots of each cell's upper and left neighbours; per image position, the slot of its left-to-right state and
+    that of the right-to-left state of the position above it (slot 0, zero, on the first row).
     """
     diagonals, positions, upper = [], [[], []], []
     slots_per_diagonal = height + 1
@@ -212,91 +214,92 @@ def _diagonal_geometry(height: int, width: int) -> tuple[list[tuple[int, int, in
 class DiagonalScan(torch.autograd.Function):
     """One Diagonal BiLSTM layer's input-to-state products and recurrence, both directions in one scan.
 
-    ``x`` [H, W, B, 2h]: the layer's input; ``kernels`` [2, 4h, 2h] and ``biases`` [2, 4h]: K_is per direction (0 left
+    ``x`` [2h, H, W, B]: the layer's input; ``kernels`` [2, 4h, 2h] and ``biases`` [2, 4h]: K_is per direction (0 left
     to right, 1 right to left, which reads the mirrored image); ``weight`` [2, 2h, 4h]: K_ss per direction over
     (upper state, left state). Returns the left-to-right hidden map and the right-to-left one shifted down a row,
-    each [H, W, B, h].
+    each [h, H, W, B].
 
-    The skew is an index map (``_diagonal_geometry``): the input is gathered into diagonal order once, so that each
-    diagonal's gates are a contiguous block, and both directions sit side by side in every buffer
-    ([..., B, 2, features]), so that a diagonal's K_ss is two multiply-adds with block-diagonal weights.
+    The skew is an index map (``_diagonal_geometry``): each direction's input is gathered into diagonal order once,
+    so that a diagonal's gates are one block of columns, and both directions are stacked along the features, so that
+    a diagonal's K_ss is two multiply-adds with block-diagonal weights (upper and left neighbours).
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, x: Tensor, kernels: Tensor, biases: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-        height, width, batch, two_h = x.shape
+        two_h, height, width, batch = x.shape
         h = two_h // 2
-        device = x.device
         diagonals, positions, upper, left, left_to_right, right_to_left_above = (
-            t if isinstance(t, list) else t.to(device) for t in _diagonal_geometry(height, width)
+            t if isinstance(t, list) else t.to(x.device) for t in _diagonal_geometry(height, width)
         )
-        order = (positions.T[:, None, :] * batch + torch.arange(batch, device=device)[:, None]).flatten()
-        inputs = x.reshape(-1, two_h).index_select(0, order).view(-1, 2, two_h)  # [(cell, b), direction, 2h]
-        gates = x.new_empty(len(inputs), 2, 4 * h)
-        for direction in range(2):
-            torch.addmm(biases[direction], inputs[:, direction], kernels[direction].T, out=gates[:, direction])
-        gates = gates.view(-1, batch, 2, 4 * h)
-        upper_weight = torch.block_diag(weight[0, :h], weight[1, :h])  # [2h, 8h]
-        left_weight = torch.block_diag(weight[0, h:], weight[1, h:])
-        slots = (height + width, height + 1, batch, 2, h)
-        hidden, cell = x.new_zeros(slots), x.new_zeros(slots)
-        tanh_cell = x.new_empty(height * width, batch, 2, h)
+        inputs = torch.stack([x.view(two_h, -1, batch).index_select(1, positions[d]) for d in range(2)])
+        inputs = inputs.view(2, two_h, -1)  # [direction, 2h, (cell, b)]
+        gates = torch.baddbmm(biases[:, :, None], kernels, inputs)  # [direction, 4h, (cell, b)]
+        upper_weight = torch.block_diag(weight[0, :h].T, weight[1, :h].T)  # [(direction, 4h), (direction, h)]
+        left_weight = torch.block_diag(weight[0, h:].T, weight[1, h:].T)
+        hidden = x.new_zeros(2, h, (height + width) * (height + 1) * batch)
+        cell = torch.zeros_like(hidden)
+        tanh_cell = x.new_empty(2, h, height * width * batch)
         for diagonal, (first, rows, cells) in enumerate(diagonals):
-            step = gates[cells : cells + rows].view(rows * batch, 8 * h)
-            step.addmm_(hidden[diagonal, first : first + rows].view(rows * batch, 2 * h), upper_weight)
-            step.addmm_(hidden[diagonal, first + 1 : first + 1 + rows].view(rows * batch, 2 * h), left_weight)
+            step = slice(cells * batch, (cells + rows) * batch)
+            above = slice((diagonal * (height + 1) + first) * batch, (diagonal * (height + 1) + first + rows) * batch)
+            beside = slice(above.start + batch, above.stop + batch)
+            now = slice(beside.start + (height + 1) * batch, beside.stop + (height + 1) * batch)
+            gates.view(8 * h, -1)[:, step].addmm_(upper_weight, hidden.view(2 * h, -1)[:, above])
+            gates.view(8 * h, -1)[:, step].addmm_(left_weight, hidden.view(2 * h, -1)[:, beside])
             _lstm_cell_forward(
-                gates[cells : cells + rows],
-                cell[diagonal, first + 1 : first + 1 + rows],
-                cell[diagonal + 1, first + 1 : first + 1 + rows],
-                tanh_cell[cells : cells + rows],
-                hidden[diagonal + 1, first + 1 : first + 1 + rows],
+                gates[:, :, step], cell[:, :, beside], cell[:, :, now], tanh_cell[:, :, step], hidden[:, :, now]
             )
-        ctx.save_for_backward(inputs, gates, cell, tanh_cell, hidden, kernels, upper_weight, left_weight, order)
-        ctx.geometry = (diagonals, upper, left, left_to_right, right_to_left_above)
-        states = hidden.view(-1, batch, 2, h)
-        shape = (height, width, batch, h)
+        ctx.save_for_backward(inputs, gates, cell, tanh_cell, hidden, kernels, upper_weight, left_weight)
+        ctx.geometry = (diagonals, positions, upper, left, left_to_right, right_to_left_above)
+        states = hidden.view(2, h, -1, batch)
+        shape = (h, height, width, batch)
         return (
-            states[:, :, 0].index_select(0, left_to_right).view(shape),
-            states[:, :, 1].index_select(0, right_to_left_above).view(shape),
+            states[0].index_select(1, left_to_right).view(shape),
+            states[1].index_select(1, right_to_left_above).view(shape),
         )
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_left_to_right: Tensor, d_right_to_left: Tensor) -> tuple[Tensor, ...]:
-        inputs, gates, cell, tanh_cell, hidden, kernels, upper_weight, left_weight, order = ctx.saved_tensors
-        diagonals, upper, left, left_to_right, right_to_left_above = ctx.geometry
-        height, width, batch, h = d_left_to_right.shape
+        inputs, gates, cell, tanh_cell, hidden, kernels, upper_weight, left_weight = ctx.saved_tensors
+        diagonals, positions, upper, left, left_to_right, right_to_left_above = ctx.geometry
+        h, height, width, batch = d_left_to_right.shape
         d_hidden, d_cell = torch.zeros_like(hidden), torch.zeros_like(cell)
-        d_states = d_hidden.view(-1, batch, 2, h)
-        d_states[:, :, 0].index_add_(0, left_to_right, d_left_to_right.reshape(-1, batch, h))
-        d_states[:, :, 1].index_add_(0, right_to_left_above, d_right_to_left.reshape(-1, batch, h))
+        d_states = d_hidden.view(2, h, -1, batch)
+        d_states[0].index_add_(1, left_to_right, d_left_to_right.reshape(h, -1, batch))
+        d_states[1].index_add_(1, right_to_left_above, d_right_to_left.reshape(h, -1, batch))
         d_gates = torch.empty_like(gates)
         for diagonal, (first, rows, cells) in reversed(list(enumerate(diagonals))):
+            step = slice(cells * batch, (cells + rows) * batch)
+            above = slice((diagonal * (height + 1) + first) * batch, (diagonal * (height + 1) + first + rows) * batch)
+            beside = slice(above.start + batch, above.stop + batch)
+            now = slice(beside.start + (height + 1) * batch, beside.stop + (height + 1) * batch)
             _lstm_cell_backward(
-                d_hidden[diagonal + 1, first + 1 : first + 1 + rows],
-                d_cell[diagonal + 1, first + 1 : first + 1 + rows],
-                gates[cells : cells + rows],
-                tanh_cell[cells : cells + rows],
-                cell[diagonal, first + 1 : first + 1 + rows],
-                d_gates[cells : cells + rows],
-                d_cell[diagonal, first + 1 : first + 1 + rows],
+                d_hidden[:, :, now],
+                d_cell[:, :, now],
+                gates[:, :, step],
+                tanh_cell[:, :, step],
+                cell[:, :, beside],
+                d_gates[:, :, step],
+                d_cell[:, :, beside],
             )
-            step = d_gates[cells : cells + rows].view(rows * batch, 8 * h)
-            d_hidden[diagonal, first : first + rows].view(rows * batch, 2 * h).addmm_(step, upper_weight.T)
-            d_hidden[diagonal, first + 1 : first + 1 + rows].view(rows * batch, 2 * h).addmm_(step, left_weight.T)
-        states = hidden.view(-1, batch, 2, h)
-        neighbours = torch.cat([states.index_select(0, upper), states.index_select(0, left)], -1)  # [cells, B, 2, 2h]
-        d_weight = torch.einsum("nbdk,nbdg->dkg", neighbours, d_gates)
-        d_gates = d_gates.view(-1, 2, 4 * h)
-        d_kernels = torch.stack([d_gates[:, direction].T @ inputs[:, direction] for direction in range(2)])
-        d_inputs = torch.empty_like(inputs)
+            d_step = d_gates.view(8 * h, -1)[:, step]
+            d_hidden.view(2 * h, -1)[:, above].addmm_(upper_weight.T, d_step)
+            d_hidden.view(2 * h, -1)[:, beside].addmm_(left_weight.T, d_step)
+        states = hidden.view(2, h, -1, batch)
+        neighbours = torch.cat([states.index_select(2, upper), states.index_select(2, left)], 1).view(2, 2 * h, -1)
+        d_weight = torch.bmm(neighbours, d_gates.transpose(1, 2))  # [direction, 2h, 4h]
+        d_inputs = torch.bmm(kernels.transpose(1, 2), d_gates).view(2, 2 * h, -1, batch)
+        d_x = d_inputs.new_zeros(2 * h, height * width, batch)
         for direction in range(2):
-            torch.mm(d_gates[:, direction], kernels[direction], out=d_inputs[:, direction])
-        d_x = x_grad = torch.zeros(height * width * batch, 2 * h, dtype=inputs.dtype, device=inputs.device)
-        x_grad.index_add_(0, order, d_inputs.view(-1, 2 * h))
-        return d_x.view(height, width, batch, 2 * h), d_kernels, d_gates.sum(0), d_weight
+            d_x.index_add_(1, positions[direction], d_inputs[direction])
+        return (
+            d_x.view(2 * h, height, width, batch),
+            torch.bmm(d_gates, inputs.transpose(1, 2)),
+            d_gates.sum(2),
+            d_weight,
+        )
 
 
 class PixelCNNBlock(nn.Module):
@@ -361,15 +364,15 @@ class RowLSTMLayer(nn.Module):
         return self.state_to_state(windows.flatten(2))
 
     def forward(self, x: Tensor) -> Tensor:
-        """[B, 2h, H, W] -> [B, 2h, H, W], computed in the memory order [H, B, W, 2h] (the row scan's), which it also
+        """[B, 2h, H, W] -> [B, 2h, H, W], computed in the memory order [2h, H, B, W] (the row scan's), which it also
         returns, so that stacked layers pass it on without copies."""
-        rows = x.permute(2, 0, 3, 1).contiguous()  # [H, B, W, 2h]
+        rows = x.permute(1, 2, 0, 3).contiguous()  # [2h, H, B, W]
         kernel = self.input_to_state.weight  # [4h, 2h, 1, 3]; the right tap is masked to zero
         hidden = RowScan.apply(
             rows, kernel[:, :, 0, 1], kernel[:, :, 0, 0], self.input_to_state.bias, self.state_to_state.weight
         )
-        out = F.linear(hidden, self.output.weight[:, :, 0, 0], self.output.bias).add_(rows)
-        return out.permute(1, 3, 0, 2)
+        out = self.output.pointwise_features_first(hidden).add_(rows)
+        return out.permute(2, 0, 1, 3)
 
     def begin(self, n: int, height: int, width: int) -> RowLSTMState:
         zeros = self.output.weight.new_zeros(n, width, self.hidden)
@@ -423,24 +426,23 @@ class DiagonalBiLSTMLayer(nn.Module):
 
     def directions(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Left-to-right hidden map and the right-to-left map shifted down one row, each [B, h, H, W] in the memory
-        order [H, W, B, h] (the diagonal scan's)."""
-        positions = x.permute(2, 3, 0, 1).contiguous()  # [H, W, B, 2h]
-        left_to_right, right_to_left = self._scan(positions)
-        return left_to_right.permute(2, 3, 0, 1), right_to_left.permute(2, 3, 0, 1)
+        order [h, H, W, B] (the diagonal scan's)."""
+        left_to_right, right_to_left = self._scan(x.permute(1, 2, 3, 0).contiguous())
+        return left_to_right.permute(3, 0, 1, 2), right_to_left.permute(3, 0, 1, 2)
 
     def _scan(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """[H, W, B, 2h] -> the left-to-right map and the shifted right-to-left map, each [H, W, B, h]."""
-        kernels = torch.stack([self.left_to_right_input.weight[:, :, 0, 0], self.right_to_left_input.weight[:, :, 0, 0]])
+        """[2h, H, W, B] -> the left-to-right map and the shifted right-to-left map, each [h, H, W, B]."""
+        kernels = [self.left_to_right_input.weight[:, :, 0, 0], self.right_to_left_input.weight[:, :, 0, 0]]
         biases = torch.stack([self.left_to_right_input.bias, self.right_to_left_input.bias])
-        return DiagonalScan.apply(positions, kernels, biases, self.state_to_state)
+        return DiagonalScan.apply(positions, torch.stack(kernels), biases, self.state_to_state)
 
     def forward(self, x: Tensor) -> Tensor:
-        """[B, 2h, H, W] -> [B, 2h, H, W], returned in the memory order [H, W, B, 2h] for the next layer."""
-        positions = x.permute(2, 3, 0, 1).contiguous()
+        """[B, 2h, H, W] -> [B, 2h, H, W], computed in the memory order [2h, H, W, B] (the diagonal scan's), which it
+        also returns, so that stacked layers pass it on without copies."""
+        positions = x.permute(1, 2, 3, 0).contiguous()
         left_to_right, right_to_left = self._scan(positions)
-        hidden = left_to_right + right_to_left
-        out = F.linear(hidden, self.output.weight[:, :, 0, 0], self.output.bias).add_(positions)
-        return out.permute(2, 3, 0, 1)
+        out = self.output.pointwise_features_first(left_to_right + right_to_left).add_(positions)
+        return out.permute(3, 0, 1, 2)
 
     def _state_gates(self, direction: int, above: Tensor, beside: Tensor) -> Tensor:
         """K_ss at one position of ``direction`` (0 left-to-right, 1 right-to-left): [n, 4h]."""
