@@ -124,7 +124,7 @@ class RowScan(torch.autograd.Function):
         _, height, batch, width = x.shape
         h = own.shape[0] // 4
         padded = batch * (width + 2)  # columns of one row
-        taps = weight.view(4 * h, h, 3).permute(2, 0, 1)  # [3, 4h, h]
+        taps = weight.view(4 * h, h, 3).permute(2, 0, 1).contiguous()  # [3, 4h, h]
         inputs = F.pad(x, (1, 1)).view(-1, height * padded)
         gates = torch.addmm(bias[:, None], own, inputs)  # [4h, H * padded]
         gates[:, 1:].addmm_(left, inputs[:, :-1])
@@ -150,6 +150,7 @@ class RowScan(torch.autograd.Function):
         d_hidden = torch.zeros_like(hidden)
         d_hidden[:, 1:].view(h, height, batch, width + 2)[..., 1:-1] = d_output
         d_cell = torch.zeros_like(cell)
+        taps_t = taps.transpose(1, 2).contiguous()
         for row in reversed(range(height)):
             # The padding columns' hidden states are reset to zero: no gradient flows through them, and so their
             # gates' gradients (summed over below) are zero.
@@ -165,7 +166,7 @@ class RowScan(torch.autograd.Function):
             )
             if row > 0:
                 for tap in range(3):
-                    d_hidden[:, row, tap : tap + padded - 2].addmm_(taps[tap].T, d_gates[:, row, 1:-1])
+                    d_hidden[:, row, tap : tap + padded - 2].addmm_(taps_t[tap], d_gates[:, row, 1:-1])
         d_gates = d_gates.view(4 * h, -1)
         all_above = hidden[:, :height].reshape(h, -1)
         columns = d_gates.shape[1]
