@@ -27,13 +27,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from timing import as_trained, matmul_peak
 
 import genzoo
 from genzoo.data import load_dataset
 from genzoo.data.stream import BatchStream
 from genzoo.engine import keep_freed_memory
 from genzoo.models.base import DirectStep
+from timing import as_trained, matmul_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_CLASSES = {"row_lstm": "RowLSTMLayer", "diagonal_bilstm": "DiagonalBiLSTMLayer"}

@@ -79,7 +79,8 @@ def reference_diagonal_directions(layer, x):
         beside = hidden_padded[:, :, offset : offset + rows]
         neighbours = torch.cat([above, beside], -1).view(2, batch * rows, -1)
         state_gates = torch.bmm(neighbours, layer.state_to_state).view(2, batch, rows, -1)
-        hidden, cell = lstm_update(column_gates[:, :, first : last + 1] + state_gates, cell_padded[:, :, offset:][:, :, :rows])
+        gates = column_gates[:, :, first : last + 1] + state_gates
+        hidden, cell = lstm_update(gates, cell_padded[:, :, offset : offset + rows])
         columns.append(F.pad(hidden, (0, 0, first, height - 1 - last)))
         previous_first = first
     both = unskew(torch.stack(columns, -1).permute(1, 0, 3, 2, 4))  # [B, 2, h, H, W]
@@ -115,7 +116,9 @@ def outputs_and_gradients(layer, run, x):
     return [o.detach() for o in outputs], gradients
 
 
-@pytest.mark.parametrize(("colors", "height", "width", "batch"), [(1, 3, 4, 2), (3, 5, 4, 3), (1, 7, 2, 1), (3, 2, 6, 2)])
+@pytest.mark.parametrize(
+    ("colors", "height", "width", "batch"), [(1, 3, 4, 2), (3, 5, 4, 3), (1, 7, 2, 1), (3, 2, 6, 2)]
+)
 def test_row_lstm_and_diagonal_bilstm_scans_match_the_autograd_reference(colors, height, width, batch):
     torch.manual_seed(colors * 100 + height * 10 + width)
     x = torch.randn(batch, 12, height, width, dtype=torch.float64)

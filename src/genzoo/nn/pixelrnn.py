@@ -29,10 +29,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx
 
 from genzoo.nn.masked import MaskedConv2d, channel_groups
 
@@ -55,6 +57,24 @@ def forget_bias_one(conv: nn.Conv2d, hidden: int) -> None:
     with torch.no_grad():
         conv.bias.zero_()
         conv.bias[hidden : 2 * hidden] = 1.0
+
+
+def batch_last(x: Tensor) -> Tensor:
+    """A [B, C, H, W] map as a contiguous [C, H, W, B] tensor (a view when its memory is already in that order).
+
+    From batch-first memory this is one 2D transpose [B, CHW] -> [CHW, B], which torch copies blockwise, several times
+    faster than its general permuting copy (so is the way back, in the backward pass and in :func:`batch_first`)."""
+    permuted = x.permute(1, 2, 3, 0)
+    if permuted.is_contiguous():
+        return permuted
+    return x.reshape(len(x), -1).T.contiguous().view(permuted.shape)
+
+
+def batch_first(x: Tensor) -> Tensor:
+    """A [B, C, H, W] map in contiguous memory, by one 2D transpose from batch-last memory (see :func:`batch_last`)."""
+    if x.is_contiguous() or not x.permute(1, 2, 3, 0).is_contiguous():
+        return x.contiguous()
+    return x.permute(1, 2, 3, 0).reshape(-1, len(x)).T.contiguous().view(x.shape)
 
 
 # Training scans. Autograd through the per-step Python loop records a dozen small ops per row or diagonal (slices,
@@ -120,7 +140,7 @@ class RowScan(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, x: Tensor, own: Tensor, left: Tensor, bias: Tensor, weight: Tensor) -> Tensor:
+    def forward(ctx: FunctionCtx, x: Tensor, own: Tensor, left: Tensor, bias: Tensor, weight: Tensor) -> Tensor:
         _, height, batch, width = x.shape
         h = own.shape[0] // 4
         padded = batch * (width + 2)  # columns of one row
@@ -142,7 +162,7 @@ class RowScan(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
-    def backward(ctx, d_output: Tensor) -> tuple[Tensor, ...]:
+    def backward(ctx: FunctionCtx, d_output: Tensor) -> tuple[Tensor, ...]:
         inputs, gates, cell, tanh_cell, hidden, own, left, taps = ctx.saved_tensors
         h, height, batch, width = d_output.shape
         padded = batch * (width + 2)
@@ -182,17 +202,30 @@ class RowScan(torch.autograd.Function):
         )
 
 
+class DiagonalGeometry(NamedTuple):
+    """Index maps of the Diagonal BiLSTM scan for one image size (see :func:`diagonal_geometry`)."""
+
+    diagonals: list[tuple[int, int, int]]  # per diagonal: first row, rows, first cell
+    positions: Tensor  # [2, cells]: per direction, the image position i W + j of each cell
+    upper: Tensor  # [cells]: the slot of each cell's upper neighbour
+    left: Tensor  # [cells]: the slot of each cell's left neighbour
+    left_to_right: Tensor  # [H W]: per position, the slot of its cell (its left-to-right state)
+    right_to_left_above: Tensor  # [H W]: per position, the slot of the right-to-left state above it (0 on row 0)
+    outside: Tensor  # slots read as neighbours that hold no cell (kept at zero)
+    last_column: Tensor  # slots of the last column's cells, whose cell states no later cell reads
+
+    def to(self, device: torch.device) -> DiagonalGeometry:
+        return DiagonalGeometry(self.diagonals, *(t.to(device) for t in self[1:]))
+
+
 @functools.cache
-def _diagonal_geometry(height: int, width: int) -> tuple[list[tuple[int, int, int]], Tensor, ...]:
-    """Index maps of the Diagonal BiLSTM scan, for one image size.
+def diagonal_geometry(height: int, width: int) -> DiagonalGeometry:
+    """The skew of the Diagonal BiLSTM as index maps.
 
     Cells are numbered diagonal by diagonal (d = i + j), rows in order within a diagonal. The states have a slot per
-    (diagonal + 1, row + 1) over [W + H] x [H + 1]: slots (0, *) and (*, 0) and every slot outside the image stay
-    zero, so a cell's upper neighbour (i - 1, j) is slot (d, i) and its left neighbour (i, j - 1) slot (d, i + 1),
-    whether inside the image or not. The right-to-left direction is the same scan on the mirrored image.
-    Returns: per diagonal (first row, rows, first cell); per direction, the image position (i W + j) of each cell;
-    the slots of each cell's upper and left neighbours; per image position, the slot of its left-to-right state and
-    that of the right-to-left state of the position above it (slot 0, zero, on the first row).
+    (diagonal + 1, row + 1) over [W + H] x [H + 1]: the slots (0, *) and (*, 0) and every slot outside the image
+    read zero, so a cell's upper neighbour (i - 1, j) is slot (d, i) and its left neighbour (i, j - 1) slot
+    (d, i + 1), whether inside the image or not. The right-to-left direction is the same scan on the mirrored image.
     """
     diagonals, positions, upper = [], [[], []], []
     slots_per_diagonal = height + 1
@@ -209,7 +242,19 @@ def _diagonal_geometry(height: int, width: int) -> tuple[list[tuple[int, int, in
     above_mirrored = (i - 1 + width - 1 - j + 1) * slots_per_diagonal + i
     right_to_left_above = torch.where(i > 0, above_mirrored, 0).flatten()
     upper = torch.tensor(upper)
-    return diagonals, torch.tensor(positions), upper, upper + 1, left_to_right, right_to_left_above
+    read = torch.zeros((height + width) * slots_per_diagonal, dtype=torch.bool)
+    read[upper], read[upper + 1], read[0] = True, True, True
+    read[left_to_right] = False
+    return DiagonalGeometry(
+        diagonals,
+        torch.tensor(positions),
+        upper,
+        upper + 1,
+        left_to_right,
+        right_to_left_above,
+        read.nonzero().flatten(),
+        left_to_right.view(height, width)[:, -1],
+    )
 
 
 class DiagonalScan(torch.autograd.Function):
@@ -220,26 +265,28 @@ class DiagonalScan(torch.autograd.Function):
     (upper state, left state). Returns the left-to-right hidden map and the right-to-left one shifted down a row,
     each [h, H, W, B].
 
-    The skew is an index map (``_diagonal_geometry``): each direction's input is gathered into diagonal order once,
+    The skew is an index map (:func:`diagonal_geometry`): each direction's input is gathered into diagonal order once,
     so that a diagonal's gates are one block of columns, and both directions are stacked along the features, so that
     a diagonal's K_ss is two multiply-adds with block-diagonal weights (upper and left neighbours).
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, x: Tensor, kernels: Tensor, biases: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(ctx: FunctionCtx, x: Tensor, kernels: Tensor, biases: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
         two_h, height, width, batch = x.shape
         h = two_h // 2
-        diagonals, positions, upper, left, left_to_right, right_to_left_above = (
-            t if isinstance(t, list) else t.to(x.device) for t in _diagonal_geometry(height, width)
-        )
-        inputs = torch.stack([x.view(two_h, -1, batch).index_select(1, positions[d]) for d in range(2)])
-        inputs = inputs.view(2, two_h, -1)  # [direction, 2h, (cell, b)]
+        geometry = diagonal_geometry(height, width).to(x.device)
+        diagonals, positions, _, _, left_to_right, right_to_left_above, outside, _ = geometry
+        inputs = x.new_empty(2, two_h, height * width, batch)  # [direction, 2h, cell, b]
+        for direction in range(2):
+            torch.index_select(x.view(two_h, -1, batch), 1, positions[direction], out=inputs[direction])
+        inputs = inputs.view(2, two_h, -1)
         gates = torch.baddbmm(biases[:, :, None], kernels, inputs)  # [direction, 4h, (cell, b)]
         upper_weight = torch.block_diag(weight[0, :h].T, weight[1, :h].T)  # [(direction, 4h), (direction, h)]
         left_weight = torch.block_diag(weight[0, h:].T, weight[1, h:].T)
-        hidden = x.new_zeros(2, h, (height + width) * (height + 1) * batch)
-        cell = torch.zeros_like(hidden)
+        # every slot but the outside ones is written before it is read
+        hidden, cell = (x.new_empty(2 * h, (height + width) * (height + 1), batch) for _ in range(2))
+        hidden, cell = (t.index_fill_(1, outside, 0).view(2, h, -1) for t in (hidden, cell))
         tanh_cell = x.new_empty(2, h, height * width * batch)
         for diagonal, (first, rows, cells) in enumerate(diagonals):
             step = slice(cells * batch, (cells + rows) * batch)
@@ -252,7 +299,7 @@ class DiagonalScan(torch.autograd.Function):
                 gates[:, :, step], cell[:, :, beside], cell[:, :, now], tanh_cell[:, :, step], hidden[:, :, now]
             )
         ctx.save_for_backward(inputs, gates, cell, tanh_cell, hidden, kernels, upper_weight, left_weight)
-        ctx.geometry = (diagonals, positions, upper, left, left_to_right, right_to_left_above)
+        ctx.geometry = geometry
         states = hidden.view(2, h, -1, batch)
         shape = (h, height, width, batch)
         return (
@@ -262,14 +309,17 @@ class DiagonalScan(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
-    def backward(ctx, d_left_to_right: Tensor, d_right_to_left: Tensor) -> tuple[Tensor, ...]:
+    def backward(ctx: FunctionCtx, d_left_to_right: Tensor, d_right_to_left: Tensor) -> tuple[Tensor, ...]:
         inputs, gates, cell, tanh_cell, hidden, kernels, upper_weight, left_weight = ctx.saved_tensors
-        diagonals, positions, upper, left, left_to_right, right_to_left_above = ctx.geometry
+        diagonals, positions, upper, left, left_to_right, right_to_left_above, _, last_column = ctx.geometry
         h, height, width, batch = d_left_to_right.shape
-        d_hidden, d_cell = torch.zeros_like(hidden), torch.zeros_like(cell)
+        # Slots that hold no cell collect gradients that are never read: only the cells' slots are initialized.
+        d_hidden, d_cell = torch.empty_like(hidden), torch.empty_like(cell)
         d_states = d_hidden.view(2, h, -1, batch)
-        d_states[0].index_add_(1, left_to_right, d_left_to_right.reshape(h, -1, batch))
+        d_states[0].index_copy_(1, left_to_right, d_left_to_right.reshape(h, -1, batch))
+        d_states[1].index_fill_(1, left_to_right, 0)
         d_states[1].index_add_(1, right_to_left_above, d_right_to_left.reshape(h, -1, batch))
+        d_cell.view(2, h, -1, batch).index_fill_(2, last_column, 0)
         d_gates = torch.empty_like(gates)
         for diagonal, (first, rows, cells) in reversed(list(enumerate(diagonals))):
             step = slice(cells * batch, (cells + rows) * batch)
@@ -289,8 +339,10 @@ class DiagonalScan(torch.autograd.Function):
             d_hidden.view(2 * h, -1)[:, above].addmm_(upper_weight.T, d_step)
             d_hidden.view(2 * h, -1)[:, beside].addmm_(left_weight.T, d_step)
         states = hidden.view(2, h, -1, batch)
-        neighbours = torch.cat([states.index_select(2, upper), states.index_select(2, left)], 1).view(2, 2 * h, -1)
-        d_weight = torch.bmm(neighbours, d_gates.transpose(1, 2))  # [direction, 2h, 4h]
+        d_gates_t = d_gates.transpose(1, 2)
+        d_weight = torch.cat(
+            [torch.bmm(states.index_select(2, slots).view(2, h, -1), d_gates_t) for slots in (upper, left)], 1
+        )  # [direction, 2h, 4h]
         d_inputs = torch.bmm(kernels.transpose(1, 2), d_gates).view(2, 2 * h, -1, batch)
         d_x = d_inputs.new_zeros(2 * h, height * width, batch)
         for direction in range(2):
@@ -328,7 +380,6 @@ class PixelCNNBlock(nn.Module):
 
     def end_row(self, buffer: Tensor, i: int) -> None:
         pass
-
 
 
 @dataclass
@@ -428,7 +479,7 @@ class DiagonalBiLSTMLayer(nn.Module):
     def directions(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Left-to-right hidden map and the right-to-left map shifted down one row, each [B, h, H, W] in the memory
         order [h, H, W, B] (the diagonal scan's)."""
-        left_to_right, right_to_left = self._scan(x.permute(1, 2, 3, 0).contiguous())
+        left_to_right, right_to_left = self._scan(batch_last(x))
         return left_to_right.permute(3, 0, 1, 2), right_to_left.permute(3, 0, 1, 2)
 
     def _scan(self, positions: Tensor) -> tuple[Tensor, Tensor]:
@@ -440,7 +491,7 @@ class DiagonalBiLSTMLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """[B, 2h, H, W] -> [B, 2h, H, W], computed in the memory order [2h, H, W, B] (the diagonal scan's), which it
         also returns, so that stacked layers pass it on without copies."""
-        positions = x.permute(1, 2, 3, 0).contiguous()
+        positions = batch_last(x)
         left_to_right, right_to_left = self._scan(positions)
         out = self.output.pointwise_features_first(left_to_right + right_to_left).add_(positions)
         return out.permute(3, 0, 1, 2)
