@@ -149,8 +149,9 @@ class RowScan(torch.autograd.Function):
         gates = torch.addmm(bias[:, None], own, inputs)  # [4h, H * padded]
         gates[:, 1:].addmm_(left, inputs[:, :-1])
         gates = gates.view(4 * h, height, padded)
-        hidden = x.new_zeros(h, height + 1, padded)  # row 0: the zero state above the image
-        cell = x.new_zeros(h, height + 1, padded)
+        # Row 0 holds the zero state above the image; every other row is written before it is read.
+        hidden, cell = x.new_empty(h, height + 1, padded), x.new_empty(h, height + 1, padded)
+        hidden[:, 0], cell[:, 0] = 0, 0
         tanh_cell = x.new_empty(h, height, padded)
         for row in range(height):
             for tap in range(3):
@@ -167,13 +168,13 @@ class RowScan(torch.autograd.Function):
         h, height, batch, width = d_output.shape
         padded = batch * (width + 2)
         d_gates = torch.empty_like(gates)
-        d_hidden = torch.zeros_like(hidden)
+        d_hidden, d_cell = torch.empty_like(hidden), torch.empty_like(cell)
         d_hidden[:, 1:].view(h, height, batch, width + 2)[..., 1:-1] = d_output
-        d_cell = torch.zeros_like(cell)
+        d_cell[:, height] = 0  # nothing reads the last row's cells
         taps_t = taps.transpose(1, 2).contiguous()
         for row in reversed(range(height)):
-            # The padding columns' hidden states are reset to zero: no gradient flows through them, and so their
-            # gates' gradients (summed over below) are zero.
+            # The padding columns' hidden states are reset to zero: no gradient flows through them (whatever their
+            # slots collected), and so their gates' gradients (summed over below) are zero.
             d_hidden[:, row + 1].view(h, batch, width + 2)[:, :, :: width + 1] = 0
             _lstm_cell_backward(
                 d_hidden[:, row + 1],
@@ -190,7 +191,8 @@ class RowScan(torch.autograd.Function):
         d_gates = d_gates.view(4 * h, -1)
         all_above = hidden[:, :height].reshape(h, -1)
         columns = d_gates.shape[1]
-        d_taps = torch.stack([d_gates[:, 1:-1] @ all_above[:, tap : tap + columns - 2].T for tap in range(3)])
+        windows = torch.stack([all_above[:, tap : tap + columns - 2] for tap in range(3)])  # [3, h, columns - 2]
+        d_taps = (d_gates[:, 1:-1] @ windows.view(3 * h, -1).T).view(4 * h, 3, h)
         d_inputs = own.T @ d_gates
         d_inputs[:, :-1].addmm_(left.T, d_gates[:, 1:])
         return (
@@ -198,7 +200,7 @@ class RowScan(torch.autograd.Function):
             d_gates @ inputs.T,
             d_gates[:, 1:] @ inputs[:, :-1].T,
             d_gates.sum(1),
-            d_taps.permute(1, 2, 0).reshape(4 * h, 3 * h),  # [3, 4h, h] -> K_ss's layout
+            d_taps.transpose(1, 2).reshape(4 * h, 3 * h),  # (tap, channel) -> K_ss's channel * 3 + tap
         )
 
 
