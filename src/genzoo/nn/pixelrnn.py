@@ -12,7 +12,8 @@ convolution brings the h hidden features back to 2h. LSTM gates follow eq. (3):
   each row in parallel, so the receptive field is a triangle above the pixel.
 - Diagonal BiLSTM: the input is skewed (row i shifted right by i) so that the left neighbour (i, j-1) and the
   upper neighbour (i-1, j) of a pixel sit in the previous column; K_is is a masked 1x1 convolution and K_ss a
-  2x1 convolution over the previous column, scanned column by column (one diagonal of the image per step). The
+  2x1 convolution over the previous column, scanned column by column (one diagonal of the image per step; the
+  skew is done with index maps, :func:`diagonal_geometry`, rather than a skewed copy of the map). The
   right-to-left direction runs on the mirrored image and its output is shifted down one row before the two are
   added, so no pixel sees its own row to the right. (Its input-to-state is therefore left unmasked: mask B there
   would only hide colours of pixels that are entirely in the past.) States outside the image are kept at zero,
@@ -395,19 +396,23 @@ class RowLSTMState:
 
 
 class RowLSTMLayer(nn.Module):
-    """Row LSTM with residual connection: 2h features in and out, h LSTM features, kernels of width 3.
+    """Row LSTM with residual connection: 2h features in and out, h LSTM features, kernels of width 3 (the paper's,
+    which :class:`RowScan` assumes).
 
-    The recurrence runs channels-last and K_ss is a matrix product over each position's window of the row
-    above: on a CPU one GEMM per row is several times faster than a tiny 1D convolution.
+    Training runs the scan as :class:`RowScan` (K_is and K_ss as matrix products on feature-major rows); sampling
+    (``begin`` .. ``end_row``) evaluates one position at a time, with K_ss a matrix product over each position's
+    window of the row above.
     """
 
-    def __init__(self, hidden: int, colors: int, kernel: int = 3) -> None:
+    kernel = 3
+
+    def __init__(self, hidden: int, colors: int) -> None:
         super().__init__()
-        self.hidden, self.kernel = hidden, kernel
+        self.hidden = hidden
         self.input_to_state = MaskedConv2d(
-            2 * hidden, 4 * hidden, (1, kernel), "B", colors, out_groups=gate_groups(hidden, colors)
+            2 * hidden, 4 * hidden, (1, self.kernel), "B", colors, out_groups=gate_groups(hidden, colors)
         )
-        self.state_to_state = nn.Linear(kernel * hidden, 4 * hidden, bias=False)
+        self.state_to_state = nn.Linear(self.kernel * hidden, 4 * hidden, bias=False)
         self.output = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors)
         forget_bias_one(self.input_to_state, hidden)
 
@@ -461,8 +466,8 @@ class DiagonalState:
 class DiagonalBiLSTMLayer(nn.Module):
     """Diagonal BiLSTM with residual connection: two directions of h features each, summed, then 1x1 to 2h.
 
-    K_ss of both directions is one batched matrix product [2, 2h, 4h] over (state above, state beside), and each
-    skewed column only computes its diagonal's rows (the other states are zero), halving the work of the scan.
+    Training runs both directions in one scan over the diagonals (:class:`DiagonalScan`), each diagonal computing
+    only its own cells; sampling (``begin`` .. ``end_row``) evaluates one position at a time.
     """
 
     def __init__(self, hidden: int, colors: int) -> None:
