@@ -192,8 +192,7 @@ class RowScan(torch.autograd.Function):
         d_gates = d_gates.view(4 * h, -1)
         all_above = hidden[:, :height].reshape(h, -1)
         columns = d_gates.shape[1]
-        windows = torch.stack([all_above[:, tap : tap + columns - 2] for tap in range(3)])  # [3, h, columns - 2]
-        d_taps = (d_gates[:, 1:-1] @ windows.view(3 * h, -1).T).view(4 * h, 3, h)
+        d_taps = torch.stack([d_gates[:, 1:-1] @ all_above[:, tap : tap + columns - 2].T for tap in range(3)], 1)
         d_inputs = own.T @ d_gates
         d_inputs[:, :-1].addmm_(left.T, d_gates[:, 1:])
         return (
