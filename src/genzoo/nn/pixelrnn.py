@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -126,6 +127,18 @@ def _lstm_cell_backward(
     torch.mul(d_cell_total, forget_gate, out=d_cell_previous)
 
 
+def _outside_autocast(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A scan's forward or backward with autocast off and every tensor in the dtype of the last one (the K_ss weight,
+    or a gradient): the states are carried over many steps, and the in-place updates need one dtype."""
+
+    @functools.wraps(method)
+    def wrapped(ctx: FunctionCtx, *tensors: Tensor) -> Any:
+        with torch.autocast(tensors[0].device.type, enabled=False):
+            return method(ctx, *(t.to(tensors[-1].dtype) for t in tensors))
+
+    return wrapped
+
+
 class RowScan(torch.autograd.Function):
     """One Row LSTM layer's input-to-state products and recurrence over the rows.
 
@@ -140,7 +153,7 @@ class RowScan(torch.autograd.Function):
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+    @_outside_autocast
     def forward(ctx: FunctionCtx, x: Tensor, own: Tensor, left: Tensor, bias: Tensor, weight: Tensor) -> Tensor:
         _, height, batch, width = x.shape
         h = own.shape[0] // 4
@@ -163,7 +176,7 @@ class RowScan(torch.autograd.Function):
         return hidden[:, 1:].view(h, height, batch, width + 2)[..., 1:-1].clone()
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cpu")
+    @_outside_autocast
     def backward(ctx: FunctionCtx, d_output: Tensor) -> tuple[Tensor, ...]:
         inputs, gates, cell, tanh_cell, hidden, own, left, taps = ctx.saved_tensors
         h, height, batch, width = d_output.shape
@@ -273,7 +286,7 @@ class DiagonalScan(torch.autograd.Function):
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+    @_outside_autocast
     def forward(ctx: FunctionCtx, x: Tensor, kernels: Tensor, biases: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
         two_h, height, width, batch = x.shape
         h = two_h // 2
@@ -310,7 +323,7 @@ class DiagonalScan(torch.autograd.Function):
         )
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cpu")
+    @_outside_autocast
     def backward(ctx: FunctionCtx, d_left_to_right: Tensor, d_right_to_left: Tensor) -> tuple[Tensor, ...]:
         inputs, gates, cell, tanh_cell, hidden, kernels, upper_weight, left_weight = ctx.saved_tensors
         diagonals, positions, upper, left, left_to_right, right_to_left_above, _, last_column = ctx.geometry
