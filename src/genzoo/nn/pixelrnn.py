@@ -159,15 +159,16 @@ class RowScan(torch.autograd.Function):
         h = own.shape[0] // 4
         padded = batch * (width + 2)  # columns of one row
         taps = weight.view(4 * h, h, 3).permute(2, 0, 1).contiguous()  # [3, 4h, h]
-        inputs = F.pad(x, (1, 1)).view(-1, height * padded)
-        gates = torch.addmm(bias[:, None], own, inputs)  # [4h, H * padded]
-        gates[:, 1:].addmm_(left, inputs[:, :-1])
-        gates = gates.view(4 * h, height, padded)
+        inputs = F.pad(x, (1, 1)).view(-1, height, padded)
+        gates = x.new_empty(4 * h, height, padded)
         # Row 0 holds the zero state above the image; every other row is written before it is read.
         hidden, cell = x.new_empty(h, height + 1, padded), x.new_empty(h, height + 1, padded)
         hidden[:, 0], cell[:, 0] = 0, 0
         tanh_cell = x.new_empty(h, height, padded)
         for row in range(height):
+            # a row's products are computed right before its activations, which then read them from cache
+            torch.addmm(bias[:, None], own, inputs[:, row], out=gates[:, row])
+            gates[:, row, 1:].addmm_(left, inputs[:, row, :-1])
             for tap in range(3):
                 gates[:, row, 1:-1].addmm_(taps[tap], hidden[:, row, tap : tap + padded - 2])
             _lstm_cell_forward(gates[:, row], cell[:, row], cell[:, row + 1], tanh_cell[:, row], hidden[:, row + 1])
@@ -186,6 +187,8 @@ class RowScan(torch.autograd.Function):
         d_hidden[:, 1:].view(h, height, batch, width + 2)[..., 1:-1] = d_output
         d_cell[:, height] = 0  # nothing reads the last row's cells
         taps_t = taps.transpose(1, 2).contiguous()
+        own_t, left_t = own.T.contiguous(), left.T.contiguous()
+        d_inputs = torch.empty_like(inputs)
         for row in reversed(range(height)):
             # The padding columns' hidden states are reset to zero: no gradient flows through them (whatever their
             # slots collected), and so their gates' gradients (summed over below) are zero.
@@ -199,15 +202,15 @@ class RowScan(torch.autograd.Function):
                 d_gates[:, row],
                 d_cell[:, row],
             )
+            torch.mm(own_t, d_gates[:, row], out=d_inputs[:, row])
+            d_inputs[:, row, :-1].addmm_(left_t, d_gates[:, row, 1:])
             if row > 0:
                 for tap in range(3):
                     d_hidden[:, row, tap : tap + padded - 2].addmm_(taps_t[tap], d_gates[:, row, 1:-1])
-        d_gates = d_gates.view(4 * h, -1)
+        d_gates, inputs = d_gates.view(4 * h, -1), inputs.view(-1, height * padded)
         all_above = hidden[:, :height].reshape(h, -1)
         columns = d_gates.shape[1]
         d_taps = torch.stack([d_gates[:, 1:-1] @ all_above[:, tap : tap + columns - 2].T for tap in range(3)], 1)
-        d_inputs = own.T @ d_gates
-        d_inputs[:, :-1].addmm_(left.T, d_gates[:, 1:])
         return (
             d_inputs.view(-1, height, batch, width + 2)[..., 1:-1],
             d_gates @ inputs.T,
