@@ -21,11 +21,12 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
 import torch
+
+from timing import matmul_peak
 
 QUALITY_KEYS = [  # each family's headline measure, first match wins
     "nll_nats", "mask_iou", "frechet_distance", "a_to_b_target_accuracy", "mean_attribute_accuracy",
@@ -33,17 +34,6 @@ QUALITY_KEYS = [  # each family's headline measure, first match wins
 ]  # fmt: skip
 TABLES = Path(__file__).with_name("README.md")  # run_all rewrites the block between the markers
 BEGIN, END = "<!-- run_all: begin -->", "<!-- run_all: end -->"
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of a square matrix multiply (the best of ``repeats``)."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def flops_per_batch(name: str, batch_size: int) -> int:

@@ -27,3 +27,14 @@ def hook_images_per_second(model: GenerativeModel, stream: BatchStream, steps: i
         for batch in batches[warmup:]:
             model.training_step(batch, step)
     return steps * stream.batch_size / (time.perf_counter() - start)
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a square matrix multiply (the best of ``repeats``)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9

@@ -1,10 +1,13 @@
 """PixelRNN family: causality by gradient, exact normalization, fast == naive sampling, completion, training, CLI."""
 
+import contextlib
 import itertools
 import json
+import types
 
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import genzoo
@@ -12,7 +15,7 @@ from genzoo.cli import app
 from genzoo.data import load_dataset
 from genzoo.data.transforms import prepare
 from genzoo.errors import GenzooError
-from genzoo.nn.pixelrnn import DiagonalBiLSTMLayer, skew, unskew
+from genzoo.nn.pixelrnn import DiagonalBiLSTMLayer, RowLSTMLayer, lstm_update
 
 ARCHITECTURES = ["row_lstm", "diagonal_bilstm", "pixelcnn"]
 TINY = {"layers": 2, "hidden": 6, "head": 9}
@@ -31,14 +34,147 @@ def tiny(name, shape, **settings):
     return genzoo.create(name, image_shape=shape, **{**TINY, **settings}).double()
 
 
-def test_skew_places_row_i_at_offset_i_and_unskew_inverts_it():
-    x = torch.randn(2, 3, 4, 6)
-    skewed = skew(x)
-    assert skewed.shape == (2, 3, 4, 9)
-    for i, j in itertools.product(range(4), range(6)):
-        assert torch.equal(skewed[..., i, i + j], x[..., i, j])
-    assert skewed.count_nonzero() == x.count_nonzero()
-    assert torch.equal(unskew(skewed), x)
+# The layers' scans as they were first written: plain autograd through a Python loop over rows / skewed columns. The
+# library's scans (autograd Functions with a hand-written backward) must compute the same values and gradients.
+
+
+def skew(x):
+    """[..., H, W] -> [..., H, W + H - 1] with ``out[..., i, i + j] = x[..., i, j]`` and zeros elsewhere."""
+    height, width = x.shape[-2:]
+    flat = F.pad(x, (0, height)).flatten(-2)
+    return flat[..., : height * (width + height - 1)].unflatten(-1, (height, width + height - 1))
+
+
+def unskew(x):
+    height, skewed_width = x.shape[-2:]
+    width = skewed_width - height + 1
+    flat = F.pad(x.flatten(-2), (0, height))
+    return flat.unflatten(-1, (height, width + height))[..., :width]
+
+
+def reference_row_lstm(layer, x):
+    batch, _, height, width = x.shape
+    input_gates = layer.input_to_state(x).permute(2, 0, 3, 1)  # [H, B, W, 4h]
+    hidden = x.new_zeros(batch, width, layer.hidden)
+    cell = torch.zeros_like(hidden)
+    rows = []
+    for row_gates in input_gates.unbind(0):
+        windows = F.pad(hidden, (0, 0, 1, 1)).unfold(1, 3, 1)  # [B, W, h, 3]
+        hidden, cell = lstm_update(row_gates + layer.state_to_state(windows.flatten(2)), cell)
+        rows.append(hidden)
+    return x + layer.output(torch.stack(rows, 1).permute(0, 3, 1, 2))
+
+
+def reference_diagonal_directions(layer, x):
+    batch, _, height, width = x.shape
+    input_gates = torch.stack([layer.left_to_right_input(x), layer.right_to_left_input(x).flip(-1)], 1)
+    input_gates = skew(input_gates).permute(4, 1, 0, 3, 2)  # [W + H - 1, 2, B, H, 4h]
+    hidden = cell = x.new_zeros(2, batch, 1, layer.hidden)
+    previous_first, columns = 0, []
+    for column, column_gates in enumerate(input_gates.unbind(0)):
+        first, last = max(0, column - width + 1), min(column, height - 1)
+        offset, rows = first - previous_first + 1, last - first + 1
+        hidden_padded, cell_padded = F.pad(hidden, (0, 0, 1, 1)), F.pad(cell, (0, 0, 1, 1))
+        above = hidden_padded[:, :, offset - 1 : offset - 1 + rows]
+        beside = hidden_padded[:, :, offset : offset + rows]
+        neighbours = torch.cat([above, beside], -1).view(2, batch * rows, -1)
+        state_gates = torch.bmm(neighbours, layer.state_to_state).view(2, batch, rows, -1)
+        gates = column_gates[:, :, first : last + 1] + state_gates
+        hidden, cell = lstm_update(gates, cell_padded[:, :, offset : offset + rows])
+        columns.append(F.pad(hidden, (0, 0, first, height - 1 - last)))
+        previous_first = first
+    both = unskew(torch.stack(columns, -1).permute(1, 0, 3, 2, 4))  # [B, 2, h, H, W]
+    return both[:, 0], F.pad(both[:, 1].flip(-1), (0, 0, 1, 0))[:, :, :height]
+
+
+def reference_diagonal_bilstm(layer, x):
+    left_to_right, right_to_left = reference_diagonal_directions(layer, x)
+    return x + layer.output(left_to_right + right_to_left)
+
+
+@contextlib.contextmanager
+def reference_layers(model):
+    """Run ``model``'s Row LSTM / Diagonal BiLSTM layers through the reference scans."""
+    for layer in model.layers:
+        reference = reference_row_lstm if isinstance(layer, RowLSTMLayer) else reference_diagonal_bilstm
+        layer.forward = types.MethodType(reference, layer)
+    try:
+        yield model
+    finally:
+        for layer in model.layers:
+            del layer.forward
+
+
+def outputs_and_gradients(layer, run, x):
+    x = x.clone().requires_grad_(True)
+    outputs = run(x)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    generator = torch.Generator().manual_seed(0)
+    weights = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in outputs]
+    loss = sum((o * w).sum() for o, w in zip(outputs, weights))
+    gradients = torch.autograd.grad(loss, [x, *layer.parameters()], allow_unused=True)
+    return [o.detach() for o in outputs], gradients
+
+
+@pytest.mark.parametrize(
+    ("colors", "height", "width", "batch"), [(1, 3, 4, 2), (3, 5, 4, 3), (1, 7, 2, 1), (3, 2, 6, 2)]
+)
+def test_row_lstm_and_diagonal_bilstm_scans_match_the_autograd_reference(colors, height, width, batch):
+    torch.manual_seed(colors * 100 + height * 10 + width)
+    x = torch.randn(batch, 12, height, width, dtype=torch.float64)
+    row = RowLSTMLayer(6, colors).double()
+    diagonal = DiagonalBiLSTMLayer(6, colors).double()
+    cases = [
+        (row, row, lambda v: reference_row_lstm(row, v)),
+        (diagonal, diagonal.directions, lambda v: reference_diagonal_directions(diagonal, v)),
+        (diagonal, diagonal, lambda v: reference_diagonal_bilstm(diagonal, v)),
+    ]
+    for layer, run, reference in cases:
+        outputs, gradients = outputs_and_gradients(layer, run, x)
+        expected_outputs, expected_gradients = outputs_and_gradients(layer, reference, x)
+        for output, expected in zip(outputs, expected_outputs, strict=True):
+            torch.testing.assert_close(output, expected, rtol=1e-12, atol=1e-12)
+        for gradient, expected in zip(gradients, expected_gradients, strict=True):
+            assert (gradient is None) == (expected is None)
+            if gradient is not None:
+                torch.testing.assert_close(gradient, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])
+def test_log_prob_and_its_gradient_match_the_reference_in_float32_at_the_default_size(name):
+    torch.manual_seed(3)
+    model = genzoo.create(name, image_shape=(1, 28, 28))
+    for layer in model.layers:  # away from the initialization's symmetric gates
+        torch.nn.init.normal_(layer.state_to_state.weight if name == "row_lstm" else layer.state_to_state, std=0.3)
+    x = (torch.rand(3, 1, 28, 28) < 0.4).float()
+
+    def value_and_gradients():
+        model.zero_grad()
+        log_prob = model.log_prob(x)
+        log_prob.sum().backward()
+        return log_prob.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    log_prob, gradients = value_and_gradients()
+    with reference_layers(model):
+        expected, expected_gradients = value_and_gradients()
+    torch.testing.assert_close(log_prob, expected, rtol=1e-5, atol=0)
+    for parameter, gradient in gradients.items():
+        scale = expected_gradients[parameter].abs().max()
+        torch.testing.assert_close(gradient, expected_gradients[parameter], rtol=0, atol=1e-4 * scale + 1e-7)
+
+
+@pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])
+def test_bf16_autocast_keeps_the_scan_in_float32_and_trains(name):
+    torch.manual_seed(0)
+    model = genzoo.create(name, image_shape=(1, 6, 5), **TINY)
+    x = (torch.rand(4, 1, 6, 5) < 0.5).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_prob = model.log_prob(x)
+    log_prob.sum().backward()
+    assert log_prob.dtype == torch.float32
+    assert all(p.grad is not None and p.grad.isfinite().all() and p.grad.abs().sum() > 0 for p in model.parameters())
+    with torch.no_grad():
+        assert torch.allclose(log_prob, model.log_prob(x), rtol=0.05)
 
 
 def input_gradients(model, x, d):

@@ -105,3 +105,10 @@ class MaskedConv2d(nn.Conv2d):
         if self.kernel_size != (1, 1):
             raise ValueError("pointwise needs a 1x1 kernel")
         return F.linear(value, self.weight[:, :, 0, 0], self.bias)
+
+    def pointwise_features_first(self, x: Tensor) -> Tensor:
+        """A 1x1 convolution of feature-major features [in, ...] -> [out, ...] (one matrix product)."""
+        if self.kernel_size != (1, 1):
+            raise ValueError("pointwise needs a 1x1 kernel")
+        out = torch.addmm(self.bias[:, None], self.weight[:, :, 0, 0], x.reshape(self.in_channels, -1))
+        return out.view(self.out_channels, *x.shape[1:])

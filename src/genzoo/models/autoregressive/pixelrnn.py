@@ -45,7 +45,7 @@ from genzoo.errors import GenzooError
 from genzoo.models.base import AutoregressiveModel, TrainConfig
 from genzoo.models.structured import bernoulli_log_prob
 from genzoo.nn.masked import MaskedConv2d
-from genzoo.nn.pixelrnn import DiagonalBiLSTMLayer, PixelCNNBlock, RowLSTMLayer
+from genzoo.nn.pixelrnn import DiagonalBiLSTMLayer, PixelCNNBlock, RowLSTMLayer, batch_first
 from genzoo.progress import advance
 from genzoo.registry import models
 
@@ -110,7 +110,7 @@ class PixelRNN(AutoregressiveModel):
         features = self.input_conv(self._network_input(x))
         for layer in self.layers:
             features = layer(features)
-        logits = self.head_output(F.relu(self.head_hidden(F.relu(features))))
+        logits = self.head_output(F.relu(self.head_hidden(F.relu(batch_first(features)))))
         if self.categories == 1:
             return logits
         return logits.unflatten(1, (self.image_shape[0], self.categories))
