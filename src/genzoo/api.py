@@ -199,17 +199,18 @@ def train(
     trackers: tuple[str, ...] | list[str] = (),
 ) -> Run:
     """Train ``model`` on ``data`` (default: the model's ``default_data``) into a run directory;
-        ``resume=True`` continues ``out`` from its checkpoint. ``trackers`` adds experiment trackers (``tensorboard``,
-        ``wandb``, ``mlflow``; :mod:`genzoo.trackers`) to the CSV log every run keeps. ``eval_every`` also evaluates the
-    model on the test split every that many batches, logged as ``test_NAME`` (its learning curve in ``curves.png``).
+    ``resume=True`` continues ``out`` from its checkpoint. ``trackers`` adds experiment trackers (``tensorboard``,
+    ``wandb``, ``mlflow``; :mod:`genzoo.trackers`) to the CSV log every run keeps. ``eval_every`` also evaluates
+    the model on the test split every that many batches, logged as ``test_NAME`` (its learning curve in
+    ``curves.png``).
 
-        Every option is checked before any file is written. The run directory is locked for the whole call (a second
-        process is refused), and a start that fails before its first checkpoint removes the directory it created.
-        SIGINT / SIGTERM stop after the current batch, save the checkpoint and weights and raise :class:`Interrupted`.
+    Every option is checked before any file is written. The run directory is locked for the whole call (a second
+    process is refused), and a start that fails before its first checkpoint removes the directory it created.
+    SIGINT / SIGTERM stop after the current batch, save the checkpoint and weights and raise :class:`Interrupted`.
 
-        The steps: resolve the run (:func:`_resolve_run`), build the data, model and trainer (:func:`_prepare`), then,
-        holding the run's lock, write its config (:func:`_write_config`), fit, and finish it (:func:`_finish`: weights,
-        metrics, samples, figures, card).
+    The steps: resolve the run (:func:`_resolve_run`), build the data, model and trainer (:func:`_prepare`), then,
+    holding the run's lock, write its config (:func:`_write_config`), fit, and finish it (:func:`_finish`: weights,
+    metrics, samples, figures, card).
     """
     _check_counts(max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size,
                   checkpoint_every=checkpoint_every, eval_every=eval_every, samples=samples)  # fmt: skip
