@@ -435,7 +435,9 @@ def _finish(
     )
     runs.write_json(run_dir / runs.METRICS, metrics)
     parameters = sum(p.numel() for p in network.parameters())
-    write_run_card(run_dir, runs.read_run_config(run_dir), metrics, parameters, trainer.world_size, dataset.source)
+    # the levels of the data trained on, not read back: a resumed run's stored config may have lost them
+    config = {**runs.read_run_config(run_dir), "levels": dataset.levels}
+    write_run_card(run_dir, config, metrics, parameters, trainer.world_size, dataset.source)
     return metrics
 
 
